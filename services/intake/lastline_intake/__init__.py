@@ -1,0 +1,1 @@
+"""Lastline intake service."""

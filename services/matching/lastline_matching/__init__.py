@@ -1,0 +1,1 @@
+"""Lastline matching service."""

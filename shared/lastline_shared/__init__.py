@@ -1,0 +1,1 @@
+"""Lastline shared contracts and plumbing."""
