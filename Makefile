@@ -1,0 +1,37 @@
+# Lastline: `make run` runs the whole platform, `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := uv run --frozen
+
+include infra/infra.mk
+
+.PHONY: help run test test-unit test-integration lint typecheck docs bench stop
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+run: infra-up ## Set up, start Kafka, PostgreSQL and the services, print the URLs
+	$(PY) python -m lastline_infra.platform run
+
+stop: ## Stop the services started by `make run` and the infrastructure
+	-$(PY) python -m lastline_infra.platform stop
+	$(MAKE) infra-down
+
+test: infra-up ## The whole suite: lint, types, unit, integration and e2e tests against real Kafka and PostgreSQL
+	$(PY) ruff check .
+	$(PY) mypy
+	$(PY) pytest
+
+test-unit: deps ## Unit tests only (no I/O)
+	$(PY) pytest tests/unit
+
+lint: deps ## ruff and mypy
+	$(PY) ruff check .
+	$(PY) mypy
+
+docs: deps ## Regenerate JSON Schemas and AsyncAPI documents under docs/
+	$(PY) python -m lastline_shared.contracts.export docs/schemas
+	$(PY) python -m lastline_shared.asyncapi docs/asyncapi
+
+bench: infra-up ## Benchmarks; prints a table and writes bench/results.json
+	$(PY) python -m bench

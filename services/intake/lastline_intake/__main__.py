@@ -1,0 +1,10 @@
+"""`lastline-intake` / `python -m lastline_intake`: serve, or migrate the schema."""
+
+from lastline_shared.service_cli import service_cli
+
+from lastline_intake.app import runtime
+
+main = service_cli(runtime)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""`lastline-notifications` / `python -m lastline_notifications`: serve, or migrate the schema."""
+
+from lastline_shared.service_cli import service_cli
+
+from lastline_notifications.app import runtime
+
+main = service_cli(runtime)
+
+if __name__ == "__main__":
+    main()

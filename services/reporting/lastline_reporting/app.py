@@ -1,0 +1,12 @@
+"""The reporting service's wiring: its settings, tables and runtime."""
+
+from pathlib import Path
+
+from lastline_shared.db import new_metadata
+from lastline_shared.runtime import ServiceRuntime
+from lastline_shared.settings import ReportingSettings
+
+settings = ReportingSettings()
+metadata = new_metadata()
+runtime = ServiceRuntime(settings, metadata, migrations_dir=Path(__file__).parent / "migrations")
+asyncapi = runtime.asyncapi  # for `faststream docs gen lastline_reporting.app:asyncapi`

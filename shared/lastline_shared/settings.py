@@ -1,0 +1,168 @@
+"""Service settings from environment variables, one prefix per service with a global fallback.
+
+Every field is read from ``<PREFIX><FIELD>`` first (``INTAKE_DATABASE_URL``), then from the
+unprefixed global name (``DATABASE_URL``), then the default. So one shared
+``KAFKA_BOOTSTRAP_SERVERS`` or ``AUTH_JWT_SECRET`` serves every service, and a single service can
+still be pointed elsewhere. A few fields describe one service's identity (name, schema, port) and
+have no global fallback: an exported ``HTTP_PORT`` must not put four services on one port.
+
+The fallback is a second pydantic-settings environment source without prefix, placed after the
+prefixed one (see ``ServiceSettings.settings_customise_sources``); names are case-insensitive.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# Deliberately public: anyone can sign tokens with it, so services warn loudly when it is in use.
+DEV_JWT_SECRET = "lastline-dev-secret-do-not-use-in-production"  # noqa: S105
+
+# Fields that only make sense per service: never read from the unprefixed global name.
+SERVICE_LOCAL_FIELDS = frozenset({"service_name", "db_schema", "http_port"})
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+def _default_database_url(data: dict[str, Any]) -> str:
+    service = data["service_name"]
+    return f"postgresql+asyncpg://{service}:{service}@127.0.0.1:5432/lastline"
+
+
+def _default_db_schema(data: dict[str, Any]) -> str:
+    return str(data["service_name"])
+
+
+class _GlobalFallbackEnvSource(EnvSettingsSource):
+    """Reads the unprefixed global env vars, except for the service-local fields."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls, env_prefix="")
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in SERVICE_LOCAL_FIELDS:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads; subclasses set ``env_prefix``, ``service_name``, ``http_port``."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", validate_default=True)
+
+    service_name: str
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Per-service role and password (= service name in dev); the schema is the service's own.
+    database_url: str = Field(default_factory=_default_database_url)
+    db_schema: str = Field(default_factory=_default_db_schema)
+
+    http_host: str = "127.0.0.1"
+    http_port: Port = 8000
+    http_max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+
+    log_level: LogLevel = "INFO"
+    # None: JSON lines when stderr is not a terminal, human-readable console output otherwise.
+    log_json: bool | None = None
+
+    # HS256 secret for staff tokens and signed links; ignored for staff tokens when auth_jwks_url
+    # is set (tokens then come from an OIDC provider, verified with its published keys).
+    auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    auth_jwt_issuer: str = "lastline"
+    auth_jwt_audience: str = "lastline"
+    auth_jwks_url: str | None = None
+
+    consumer_max_records: int = Field(default=500, ge=1)
+    consumer_max_retries: int = Field(default=5, ge=0)
+    consumer_retry_backoff_s: float = Field(default=0.5, ge=0)
+
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_poll_interval_s: float = Field(default=0.2, gt=0)
+
+    topic_partitions: int = Field(default=12, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("auth_jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr) -> SecretStr:
+        # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (32 bytes).
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("auth_jwt_secret must be at least 32 bytes")
+        return value
+
+    @property
+    def uses_dev_jwt_secret(self) -> bool:
+        return self.auth_jwt_secret.get_secret_value() == DEV_JWT_SECRET
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: explicit arguments, then PREFIX_NAME, then NAME.
+        return (
+            init_settings,
+            env_settings,
+            _GlobalFallbackEnvSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+
+class IntakeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INTAKE_")
+    service_name: str = "intake"
+    http_port: Port = 8001
+
+
+class MatchingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="MATCHING_")
+    service_name: str = "matching"
+    http_port: Port = 8002
+
+
+class NotificationsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")
+    service_name: str = "notifications"
+    http_port: Port = 8003
+
+
+class ReportingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REPORTING_")
+    service_name: str = "reporting"
+    http_port: Port = 8004
+
+
+SERVICE_SETTINGS: dict[str, type[ServiceSettings]] = {
+    "intake": IntakeSettings,
+    "matching": MatchingSettings,
+    "notifications": NotificationsSettings,
+    "reporting": ReportingSettings,
+}
+
+
+def env_var_names(settings_cls: type[ServiceSettings]) -> set[str]:
+    """Every env var ``settings_cls`` reads (upper case; matching is case-insensitive)."""
+    prefix = str(settings_cls.model_config.get("env_prefix", "")).upper()
+    names: set[str] = set()
+    for field_name in settings_cls.model_fields:
+        names.add(prefix + field_name.upper())
+        if field_name not in SERVICE_LOCAL_FIELDS:
+            names.add(field_name.upper())
+    return names
