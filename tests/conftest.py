@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
 from lastline_infra import SERVICES, InfraEndpoints, ensure_up, provision
 
 # testcontainers' KafkaContainer scripts the start of Confluent's image, not apache/kafka.

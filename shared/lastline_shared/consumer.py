@@ -22,11 +22,11 @@ import structlog
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lastline_shared.logging import trace_id_from_traceparent
-from lastline_shared.metrics import ConsumeOutcome, ServiceMetrics
 from lastline_shared.contracts.envelope import DecodeError, Envelope, KafkaRecord, decode
 from lastline_shared.contracts.topics import dlq_topic
 from lastline_shared.inbox import Inbox
+from lastline_shared.logging import trace_id_from_traceparent
+from lastline_shared.metrics import ConsumeOutcome, ServiceMetrics
 from lastline_shared.outbox import Outbox
 
 log = structlog.get_logger(__name__)
@@ -154,7 +154,9 @@ class EventProcessor:
                     continue
                 fresh.discard(ident)  # a second copy within this batch is a duplicate too
                 result = await self._apply(session, record, item, deadline)
-                setattr(outcome, _OUTCOME_FIELDS[result], getattr(outcome, _OUTCOME_FIELDS[result]) + 1)
+                setattr(
+                    outcome, _OUTCOME_FIELDS[result], getattr(outcome, _OUTCOME_FIELDS[result]) + 1
+                )
                 self._metrics.event_consumed(record.topic, event_type, result)
         return outcome
 
@@ -229,4 +231,3 @@ class EventProcessor:
         log.warning("invalid event dead-lettered", reasons=codes)
         await self._outbox.add(session, [dead_letter(record, f"invalid: {codes}", self.consumer)])
         return "dlq"
-

@@ -23,8 +23,8 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lastline_shared.metrics import ServiceMetrics
 from lastline_shared.db import asyncpg_dsn
+from lastline_shared.metrics import ServiceMetrics
 from lastline_shared.outbox import LANES, Outbox
 
 log = structlog.get_logger(__name__)
@@ -84,19 +84,23 @@ class OutboxRelay:
             lanes = list(range(LANES))
             random.shuffle(lanes)  # concurrent relays start on different lanes
             mine = (
-                await conn.execute(
-                    text(
-                        "SELECT lane FROM unnest(CAST(:lanes AS int[])) AS lane"
-                        " WHERE pg_try_advisory_xact_lock(:namespace, :base + lane) LIMIT :limit"
-                    ),
-                    {
-                        "lanes": lanes,
-                        "namespace": _LOCK_NAMESPACE,
-                        "base": self._lock_base,
-                        "limit": self._lanes_per_claim,
-                    },
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT lane FROM unnest(CAST(:lanes AS int[])) AS lane"
+                            " WHERE pg_try_advisory_xact_lock(:namespace, :base + lane) LIMIT :limit"
+                        ),
+                        {
+                            "lanes": lanes,
+                            "namespace": _LOCK_NAMESPACE,
+                            "base": self._lock_base,
+                            "limit": self._lanes_per_claim,
+                        },
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if not mine:
                 return 0
             rows = (
@@ -223,4 +227,3 @@ class OutboxRelay:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=2)
-

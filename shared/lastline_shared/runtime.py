@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lastline_shared import migrations
 from lastline_shared.consumer import EventProcessor, Handler, InvalidHandler
 from lastline_shared.contracts.envelope import encode
+from lastline_shared.contracts.topics import shared_topic_partitions
 from lastline_shared.db import make_engine, make_session_factory, ping
 from lastline_shared.inbox import Inbox, inbox_table
 from lastline_shared.kafka_admin import ensure_topics
@@ -34,6 +35,7 @@ from lastline_shared.ops import create_http_app
 from lastline_shared.outbox import Outbox, outbox_table
 from lastline_shared.relay import OutboxRelay, make_producer
 from lastline_shared.settings import ServiceSettings
+from lastline_shared.subscriber import subscribe
 
 log = structlog.get_logger(__name__)
 
@@ -103,8 +105,6 @@ class ServiceRuntime:
             max_retries=self.settings.consumer_max_retries,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
         )
-        from lastline_shared.subscriber import subscribe
-
         subscribe(
             self.broker,
             processor,
@@ -135,7 +135,10 @@ class ServiceRuntime:
     async def running(self) -> AsyncIterator[None]:
         """Start everything; on exit stop consuming first, then drain the relay."""
         await self.migrate()
-        await ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.topic_partitions)
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers,
+            shared_topic_partitions(self.settings.topic_partitions),
+        )
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         await self.broker.start()
         log.info("service started", service=self.name)

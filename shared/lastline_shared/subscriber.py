@@ -64,7 +64,7 @@ def subscribe(
     """Register ``processor`` as a batch subscriber of ``topics`` (or ``pattern``) in ``group_id``."""
 
     async def consume(body: Any, message: KafkaMessage) -> None:
-        records: RawBatch = message.raw_message  # type: ignore[assignment]
+        records: RawBatch = message.raw_message
         try:
             outcome = await processor.process(records)
         except Exception as exc:

@@ -92,10 +92,9 @@ async def test_rolled_back_transaction_publishes_nothing(infra: Any) -> None:
     topic = unique_topic()
     await create_topics(infra.kafka_bootstrap, [topic])
     async with plumbing(infra.database_url) as p:
-        async with p.sessions() as session:
-            async with session.begin():
-                await p.outbox.add(session, records(topic, 5, keys=1))
-                await session.rollback()
+        async with p.sessions() as session, session.begin():
+            await p.outbox.add(session, records(topic, 5, keys=1))
+            await session.rollback()
         assert await outbox_rows(p) == 0
         relay = relay_for(p, infra)
         assert await relay.publish_pending() == 0
@@ -157,7 +156,14 @@ async def test_relay_killed_between_publish_and_commit_republishes_and_consumer_
             )
         env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
         proc = subprocess.run(
-            [sys.executable, "-c", CRASHING_RELAY, infra.database_url, p.schema, infra.kafka_bootstrap],
+            [
+                sys.executable,
+                "-c",
+                CRASHING_RELAY,
+                infra.database_url,
+                p.schema,
+                infra.kafka_bootstrap,
+            ],
             env=env,
             capture_output=True,
             timeout=120,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from lastline_shared.db import make_engine
-from lastline_shared.db import new_metadata
+from lastline_shared.db import make_engine, new_metadata
 from lastline_shared.outbox import Outbox, outbox_table
 from lastline_shared.relay import OutboxRelay, make_producer
 

@@ -13,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Depends, FastAPI
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from typer.testing import CliRunner
+
 from lastline_shared.auth import (
     AuthError,
     LinkError,
@@ -27,7 +29,6 @@ from lastline_shared.cli import app as cli_app
 from lastline_shared.cli import parse_duration
 from lastline_shared.ops import create_http_app
 from lastline_shared.settings import IntakeSettings
-from typer.testing import CliRunner
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 settings = IntakeSettings(auth_jwt_secret=SECRET)

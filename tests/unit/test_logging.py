@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import structlog
+from pydantic import BaseModel, EmailStr, ValidationError
+
 from lastline_shared.logging import (
     REDACTED,
     bind_event_context,
@@ -24,7 +26,6 @@ from lastline_shared.logging import (
     trace_id_from_traceparent,
 )
 from lastline_shared.settings import IntakeSettings
-from pydantic import BaseModel, EmailStr, ValidationError
 
 # PII that must never reach a log line, in the shapes it arrives in.
 NAME = "Maria Lopez"

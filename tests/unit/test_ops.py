@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
+
 from lastline_shared.metrics import ServiceMetrics
 from lastline_shared.ops import ProblemError, ReadinessCheck, create_http_app, ops_router
 from lastline_shared.settings import DEV_JWT_SECRET, SERVICE_SETTINGS, IntakeSettings
-from prometheus_client import REGISTRY
-from structlog.testing import capture_logs
 
 SECRET = "ops-test-secret-long-enough-for-hs256!"
 settings = IntakeSettings(auth_jwt_secret=SECRET)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from lastline_shared.settings import (
     DEV_JWT_SECRET,
     SERVICE_LOCAL_FIELDS,
@@ -12,7 +14,6 @@ from lastline_shared.settings import (
     ServiceSettings,
     env_var_names,
 )
-from pydantic import ValidationError
 
 EXPECTED_PORTS = {"intake": 8001, "matching": 8002, "notifications": 8003, "reporting": 8004}
 

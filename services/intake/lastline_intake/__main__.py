@@ -1,8 +1,7 @@
 """`lastline-intake` / `python -m lastline_intake`: serve, or migrate the schema."""
 
-from lastline_shared.service_cli import service_cli
-
 from lastline_intake.app import runtime
+from lastline_shared.service_cli import service_cli
 
 main = service_cli(runtime)
 

@@ -1,8 +1,7 @@
 """`lastline-matching` / `python -m lastline_matching`: serve, or migrate the schema."""
 
-from lastline_shared.service_cli import service_cli
-
 from lastline_matching.app import runtime
+from lastline_shared.service_cli import service_cli
 
 main = service_cli(runtime)
 

@@ -1,8 +1,7 @@
 """`lastline-notifications` / `python -m lastline_notifications`: serve, or migrate the schema."""
 
-from lastline_shared.service_cli import service_cli
-
 from lastline_notifications.app import runtime
+from lastline_shared.service_cli import service_cli
 
 main = service_cli(runtime)
 

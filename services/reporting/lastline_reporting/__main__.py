@@ -1,8 +1,7 @@
 """`lastline-reporting` / `python -m lastline_reporting`: serve, or migrate the schema."""
 
-from lastline_shared.service_cli import service_cli
-
 from lastline_reporting.app import runtime
+from lastline_shared.service_cli import service_cli
 
 main = service_cli(runtime)
 

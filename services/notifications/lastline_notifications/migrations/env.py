@@ -1,5 +1,4 @@
-from lastline_shared.migrations import run_env
-
 from lastline_notifications.app import metadata
+from lastline_shared.migrations import run_env
 
 run_env(metadata)

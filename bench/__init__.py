@@ -1,0 +1,1 @@
+"""Lastline benchmarks: `make bench` (python -m bench)."""

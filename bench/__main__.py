@@ -1,0 +1,19 @@
+"""`make bench`: run every benchmark against the local (or given) Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import outbox_relay
+from bench.results import report
+from lastline_infra import ensure_up
+
+
+async def main() -> None:
+    infra = await ensure_up()
+    figures = await outbox_relay.run(infra)
+    report(figures)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

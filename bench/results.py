@@ -1,0 +1,55 @@
+"""Benchmark figures: printed as a table and kept in bench/results.json for later comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration):
+        mem = "?"
+    return f"{cpu}, {os.cpu_count()} cores, {mem}, Python {platform.python_version()}"
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline_name: str | None
+    baseline_value: float | None
+    machine: str
+    load: str
+
+
+def report(figures: list[Figure]) -> None:
+    rows = [("figure", "value", "baseline (same run)", "load")]
+    for f in figures:
+        base = f"{f.baseline_value:,.0f} {f.unit} ({f.baseline_name})" if f.baseline_name else "-"
+        rows.append((f.name, f"{f.value:,.1f} {f.unit}", base, f.load))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(f"\nmachine: {figures[0].machine if figures else machine()}")
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    print(f"\nwritten to {RESULTS}")
