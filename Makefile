@@ -31,7 +31,7 @@ lint: deps ## ruff and mypy
 
 docs: deps ## Regenerate JSON Schemas and AsyncAPI documents under docs/
 	$(PY) python -m lastline_shared.contracts.export docs/schemas
-	$(PY) python -m lastline_shared.asyncapi docs/asyncapi
+	$(PY) python -m lastline_infra.asyncapi docs/asyncapi
 
 bench: infra-up ## Benchmarks; prints a table and writes bench/results.json
 	$(PY) python -m bench

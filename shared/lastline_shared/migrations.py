@@ -66,8 +66,13 @@ def run_env(target_metadata: MetaData) -> None:
         engine = make_engine(database_url, schema, pool_size=1)
         try:
             async with engine.connect() as conn:
-                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-                await conn.commit()
+                # Provisioned schemas exist already; a service role may not create schemas.
+                exists = await conn.scalar(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname = :schema"), {"schema": schema}
+                )
+                if not exists:
+                    await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+                    await conn.commit()
                 await conn.run_sync(migrate)
                 await conn.commit()
         finally:

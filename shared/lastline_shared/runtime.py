@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import structlog
 import uvicorn
@@ -25,12 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_shared import migrations
 from lastline_shared.consumer import EventProcessor, Handler, InvalidHandler
+from lastline_shared.contracts.catalog import INTERNAL_BY_TYPE, SUBMISSION_BY_TYPE
 from lastline_shared.contracts.envelope import encode
-from lastline_shared.contracts.topics import shared_topic_partitions
+from lastline_shared.contracts.topics import TopicSpec, shared_topic_partitions
 from lastline_shared.db import make_engine, make_session_factory, ping
 from lastline_shared.inbox import Inbox, inbox_table
 from lastline_shared.kafka_admin import ensure_topics
 from lastline_shared.logging import configure_logging
+from lastline_shared.metrics import ServiceMetrics
 from lastline_shared.ops import create_http_app
 from lastline_shared.outbox import Outbox, outbox_table
 from lastline_shared.relay import OutboxRelay, make_producer
@@ -79,6 +81,8 @@ class ServiceRuntime:
         )
         self.processors: list[EventProcessor] = []
         self.routers: list[APIRouter] = []  # the service's own HTTP endpoints
+        self._subscribers: list[Any] = []
+        self._metrics = ServiceMetrics(self.name)
         self._relay_task: asyncio.Task[None] | None = None
 
     # -- building ---------------------------------------------------------------------------
@@ -105,7 +109,7 @@ class ServiceRuntime:
             max_retries=self.settings.consumer_max_retries,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
         )
-        subscribe(
+        subscriber = subscribe(
             self.broker,
             processor,
             *topics,
@@ -115,7 +119,20 @@ class ServiceRuntime:
             description=description,
         )
         self.processors.append(processor)
+        self._subscribers.append(subscriber)
         return processor
+
+    def publishes(self, *specs: TopicSpec) -> None:
+        """Declare the topics this service publishes to (through its outbox), for its AsyncAPI document."""
+        for spec in specs:
+            catalog = SUBMISSION_BY_TYPE if spec.partner_facing else INTERNAL_BY_TYPE
+            models = tuple(catalog[event_type] for event_type in spec.event_types)
+            self.broker.publisher(
+                spec.name,
+                title=f"{spec.name}:publish",
+                description=spec.description,
+                schema=models[0] if len(models) == 1 else Union[models],  # noqa: UP007
+            )
 
     async def emit(self, session: AsyncSession, events: Iterable[Any]) -> int:
         """Publish events from a handler: they go to the outbox in the caller's transaction."""
@@ -141,17 +158,42 @@ class ServiceRuntime:
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         await self.broker.start()
+        observer = asyncio.create_task(self._observe(), name=f"{self.name}-observer")
         log.info("service started", service=self.name)
         try:
             yield
         finally:
             log.info("service stopping", service=self.name)
+            observer.cancel()
             await self.broker.stop()  # waits for in-flight batches (graceful_timeout)
             self.relay.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._relay_task, 30)
             await self.engine.dispose()
             log.info("service stopped", service=self.name)
+
+    async def _observe(self, interval_s: float = 10.0) -> None:
+        """Refresh the gauges that are read rather than counted: outbox backlog and consumer lag."""
+        while True:
+            try:
+                await self.relay.backlog()
+                for subscriber in self._subscribers:
+                    consumer = getattr(subscriber, "consumer", None)
+                    if consumer is None:
+                        continue
+                    for tp in consumer.assignment():
+                        end = consumer.highwater(tp)
+                        committed = await consumer.committed(tp)
+                        if end is not None:
+                            lag = max(end - (committed or 0), 0)
+                            self._metrics.set_consumer_lag(tp.topic, tp.partition, lag)
+            except Exception as exc:  # metrics must never take the service down
+                log.debug("metrics refresh failed", error=repr(exc))
+            await asyncio.sleep(interval_s)
+
+    async def _kafka_ready(self) -> None:
+        if not await self.broker.ping(timeout=2.0):
+            raise RuntimeError("Kafka does not answer")
 
     async def _db_ready(self) -> None:
         await ping(self.engine)
@@ -170,7 +212,11 @@ class ServiceRuntime:
             self.settings,
             lifespan=lifespan,
             routers=self.routers,
-            readiness_checks={"database": self._db_ready, "outbox_relay": self._relay_ready},
+            readiness_checks={
+                "database": self._db_ready,
+                "kafka": self._kafka_ready,
+                "outbox_relay": self._relay_ready,
+            },
         )
 
     def serve(self) -> None:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from lastline_shared.contracts.topics import MATCHES
 from lastline_shared.db import new_metadata
 from lastline_shared.runtime import ServiceRuntime
 from lastline_shared.settings import MatchingSettings
@@ -9,4 +10,5 @@ from lastline_shared.settings import MatchingSettings
 settings = MatchingSettings()
 metadata = new_metadata()
 runtime = ServiceRuntime(settings, metadata, migrations_dir=Path(__file__).parent / "migrations")
+runtime.publishes(MATCHES)
 asyncapi = runtime.asyncapi  # for `faststream docs gen lastline_matching.app:asyncapi`
