@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import outbox_relay
+from bench import consumer, outbox_relay
 from bench.results import report
 from lastline_infra import ensure_up
 
@@ -12,6 +12,7 @@ from lastline_infra import ensure_up
 async def main() -> None:
     infra = await ensure_up()
     figures = await outbox_relay.run(infra)
+    figures += await consumer.run(infra)
     report(figures)
 
 

@@ -32,6 +32,7 @@ from lastline_shared.outbox import Outbox
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 InvalidHandler = Callable[[AsyncSession, DecodeError], Awaitable[None]]
 
 # Errors that say the database or network is away, not that the event is bad: never dead-letter on these.
@@ -41,6 +42,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+class _RetryCarefully(Exception):
+    """A handler failed on the fast path: the batch is rolled back and redone event by event."""
 
 
 class PermanentError(Exception):
@@ -116,7 +121,8 @@ class EventProcessor:
         session_factory: async_sessionmaker[AsyncSession],
         inbox: Inbox,
         outbox: Outbox,
-        handle: Handler,
+        handle: Handler | None = None,
+        handle_batch: BatchHandler | None = None,
         on_invalid: InvalidHandler | None = None,
         max_retries: int = 3,
         retry_backoff_s: float = 0.2,
@@ -127,7 +133,11 @@ class EventProcessor:
         self._session_factory = session_factory
         self._inbox = inbox
         self._outbox = outbox
-        self._handle = handle
+        if handle is not None and handle_batch is None:
+            handle_batch = _one_by_one(handle)
+        elif handle_batch is None or handle is not None:
+            raise TypeError("pass exactly one of handle= (per event) or handle_batch= (bulk writes)")
+        self._handle_batch = handle_batch
         self._on_invalid = on_invalid
         self._max_retries = max_retries
         self._retry_backoff_s = retry_backoff_s
@@ -142,6 +152,25 @@ class EventProcessor:
         items = [(r, decode(r.topic, r.key, list(r.headers), r.value)) for r in records]
         identities = [identity(r, item) for r, item in items]
         deadline = time.monotonic() + self._retry_budget_s
+        try:
+            # Fast path: the whole batch in one transaction without savepoints.
+            return await self._process(items, identities, deadline, careful=False)
+        except _RetryCarefully:
+            # Some handler failed: redo the batch with a savepoint per event, so the failure is
+            # retried and, if it persists, dead-lettered alone.
+            return await self._process(items, identities, deadline, careful=True)
+
+    async def _process(
+        self,
+        items: list[tuple[Record, Envelope | DecodeError]],
+        identities: list[tuple[str, str]],
+        deadline: float,
+        *,
+        careful: bool,
+    ) -> BatchOutcome:
+        outcome = BatchOutcome()
+        counts: list[tuple[str, str, ConsumeOutcome]] = []
+        fast: list[tuple[Record, Envelope]] = []
         async with self._session_factory() as session, session.begin():
             fresh = await self._inbox.claim(
                 session, [(s, e, r.topic) for (s, e), (r, _) in zip(identities, items, strict=True)]
@@ -149,16 +178,37 @@ class EventProcessor:
             for ident, (record, item) in zip(identities, items, strict=True):
                 event_type = item.type if isinstance(item, Envelope) else "invalid"
                 if ident not in fresh:
-                    outcome.duplicates += 1
-                    self._metrics.event_consumed(record.topic, event_type, "duplicate")
-                    continue
-                fresh.discard(ident)  # a second copy within this batch is a duplicate too
-                result = await self._apply(session, record, item, deadline)
-                setattr(
-                    outcome, _OUTCOME_FIELDS[result], getattr(outcome, _OUTCOME_FIELDS[result]) + 1
-                )
-                self._metrics.event_consumed(record.topic, event_type, result)
+                    result: ConsumeOutcome = "duplicate"
+                else:
+                    fresh.discard(ident)  # a second copy within this batch is a duplicate too
+                    if careful or isinstance(item, DecodeError):
+                        result = await self._apply(session, record, item, deadline)
+                    else:
+                        fast.append((record, item))
+                        continue
+                counts.append((record.topic, event_type, result))
+            if fast:
+                await self._apply_fast(session, fast)
+                counts += [(record.topic, item.type, "processed") for record, item in fast]
+        # Counted only once the transaction committed: a rolled-back attempt counts nothing.
+        for topic, event_type, result in counts:
+            field = _OUTCOME_FIELDS[result]
+            setattr(outcome, field, getattr(outcome, field) + 1)
+            self._metrics.event_consumed(topic, event_type, result)
         return outcome
+
+    async def _apply_fast(self, session: AsyncSession, batch: list[tuple[Record, Envelope]]) -> None:
+        """All new events of the batch in one handler call, without savepoints."""
+        started = time.perf_counter()
+        try:
+            await self._handle_batch(session, [item for _, item in batch])
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:
+            raise _RetryCarefully from error
+        per_event = (time.perf_counter() - started) / len(batch)
+        for record, item in batch:
+            self._metrics.observe_handler(record.topic, item.type, per_event)
 
     async def _apply(
         self, session: AsyncSession, record: Record, item: Envelope | DecodeError, deadline: float
@@ -181,7 +231,7 @@ class EventProcessor:
                 started = time.perf_counter()
                 try:
                     async with session.begin_nested():
-                        await self._handle(session, item)
+                        await self._handle_batch(session, [item])
                     self._metrics.observe_handler(
                         record.topic, item.type, time.perf_counter() - started
                     )
@@ -231,3 +281,11 @@ class EventProcessor:
         log.warning("invalid event dead-lettered", reasons=codes)
         await self._outbox.add(session, [dead_letter(record, f"invalid: {codes}", self.consumer)])
         return "dlq"
+
+
+def _one_by_one(handle: Handler) -> BatchHandler:
+    async def handle_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            await handle(session, envelope)
+
+    return handle_batch

@@ -33,6 +33,9 @@ class Inbox:
     def __init__(self, table: Table, consumer: str) -> None:
         self.table = table
         self.consumer = consumer
+        self._claim = (
+            insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.event_id)
+        )
 
     async def claim(
         self, session: AsyncSession, identities: Sequence[tuple[str, str, str]]
@@ -48,11 +51,6 @@ class Inbox:
             {"consumer": self.consumer, "source": s, "event_id": e, "topic": t}
             for (s, e), t in unique.items()
         ]
-        stmt = (
-            insert(self.table)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(self.table.c.source, self.table.c.event_id)
-        )
-        result = await session.execute(stmt)
+        # One statement compiled once and cached; SQLAlchemy batches the rows ("insertmanyvalues").
+        result = await session.execute(self._claim, rows)
         return {(row.source, row.event_id) for row in result}

@@ -9,6 +9,7 @@ finish, drains the relay and closes connections.
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -24,7 +25,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_shared import migrations
-from lastline_shared.consumer import EventProcessor, Handler, InvalidHandler
+from lastline_shared.consumer import BatchHandler, EventProcessor, Handler, InvalidHandler
 from lastline_shared.contracts.catalog import INTERNAL_BY_TYPE, SUBMISSION_BY_TYPE
 from lastline_shared.contracts.envelope import encode
 from lastline_shared.contracts.topics import TopicSpec, shared_topic_partitions
@@ -65,6 +66,7 @@ class ServiceRuntime:
             client_id=f"lastline-{self.name}",
             logger=structlog.get_logger("faststream"),
             graceful_timeout=30.0,
+            log_level=logging.DEBUG,  # FastStream logs every message at this level; ours are enough
         )
         self.asyncapi = FastStream(
             self.broker,
@@ -90,7 +92,8 @@ class ServiceRuntime:
     def consume(
         self,
         *topics: str,
-        handle: Handler,
+        handle: Handler | None = None,
+        handle_batch: BatchHandler | None = None,
         on_invalid: InvalidHandler | None = None,
         pattern: str | None = None,
         name: str = "main",
@@ -105,6 +108,7 @@ class ServiceRuntime:
             inbox=Inbox(self._inbox_table, consumer),
             outbox=self.outbox,
             handle=handle,
+            handle_batch=handle_batch,
             on_invalid=on_invalid,
             max_retries=self.settings.consumer_max_retries,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
