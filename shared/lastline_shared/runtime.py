@@ -9,8 +9,8 @@ finish, drains the relay and closes connections.
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Union
