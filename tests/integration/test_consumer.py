@@ -4,6 +4,7 @@ offsets committed only after the database commit."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -58,8 +59,9 @@ async def committed_everything(bootstrap: str, topic: str, group: str) -> bool:
         await consumer.stop()
 
 
+@pytest.mark.parametrize("style", ["per_event", "batch"])
 async def test_consumer_applies_once_dead_letters_poison_and_commits_after_the_db(
-    infra: Any,
+    infra: Any, style: str
 ) -> None:
     topic = unique_topic()
     await create_topics(infra.kafka_bootstrap, [topic, dlq_topic(topic)])
@@ -76,6 +78,15 @@ async def test_consumer_applies_once_dead_letters_poison_and_commits_after_the_d
                 raise ValueError("this event always fails")
             await session.execute(p.effects.insert().values(event_id=envelope.id))
 
+        async def handle_batch(session: Any, envelopes: Sequence[Envelope]) -> None:
+            if any(e.id == poison_id for e in envelopes):
+                raise ValueError("this event always fails")
+            await session.execute(p.effects.insert(), [{"event_id": e.id} for e in envelopes])
+
+        handlers: dict[str, Any] = (
+            {"handle": handle} if style == "per_event" else {"handle_batch": handle_batch}
+        )
+
         def build_broker() -> KafkaBroker:
             broker = KafkaBroker(infra.kafka_bootstrap)
             processor = EventProcessor(
@@ -84,7 +95,7 @@ async def test_consumer_applies_once_dead_letters_poison_and_commits_after_the_d
                 session_factory=p.sessions,
                 inbox=Inbox(p.inbox, "test.main"),
                 outbox=p.outbox,
-                handle=handle,
+                **handlers,
                 max_retries=2,
                 retry_backoff_s=0.01,
             )
