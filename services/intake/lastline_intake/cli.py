@@ -1,0 +1,153 @@
+"""``lastline-intake partners ...``: create partners, issue and revoke their API keys.
+
+Every command first brings intake's schema up to date, so it works on a fresh database. Keys are
+printed once, to stdout; warnings go to stderr so that stdout can be piped into a secret store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from lastline_intake.partners import (
+    KeyInfo,
+    Partner,
+    PartnerError,
+    PartnerKind,
+    PartnerRepository,
+    parse_key,
+)
+from lastline_shared.contracts.topics import partner_topic_partitions, partner_topics
+from lastline_shared.kafka_admin import ensure_topics
+from lastline_shared.logging import configure_logging
+from lastline_shared.runtime import ServiceRuntime
+
+T = TypeVar("T")
+
+STORE_KEY_WARNING = (
+    "warning: this API key is shown only once and cannot be recovered (Lastline keeps only its "
+    "hash). Store it now in the partner's secret store; if it is lost, issue a new one and "
+    "revoke this one."
+)
+
+
+def partners_cli(runtime: ServiceRuntime, repository: PartnerRepository) -> typer.Typer:
+    cli = typer.Typer(name="partners", help="Partner organizations and their API keys.", no_args_is_help=True)
+
+    @cli.command()
+    def create(
+        partner_id: Annotated[str, typer.Argument(help="A slug: 2 to 40 of a-z, 0-9 and '-'.")],
+        name: Annotated[str, typer.Option(help="The organization's display name.")],
+        kind: Annotated[PartnerKind, typer.Option(help="What kind of organization it is.")],
+        email: Annotated[str, typer.Option(help="Contact email of the partner's coordinator.")],
+    ) -> None:
+        """Create a partner, its Kafka topics and its first API key (printed once)."""
+
+        async def work() -> str:
+            # The partner is committed only once its topics exist; topics left by a failed attempt
+            # are reused by the next one.
+            async with runtime.sessions() as session, session.begin():
+                partner = await repository.create_partner(
+                    session, partner_id, name=name, kind=kind, contact_email=email
+                )
+                key = await repository.issue_key(session, partner.partner_id)
+                await ensure_topics(
+                    runtime.settings.kafka_bootstrap_servers,
+                    partner_topic_partitions(partner.partner_id, runtime.settings.topic_partitions),
+                )
+            return key
+
+        key = _run(runtime, work)
+        submissions, rejections = partner_topics(partner_id)
+        typer.echo(f"partner_id: {partner_id}")
+        typer.echo(f"submissions_topic: {submissions}")
+        typer.echo(f"rejections_topic: {rejections}")
+        _echo_key(key)
+
+    @cli.command("list")
+    def list_() -> None:
+        """List partners and their keys (ids and dates, never the keys)."""
+
+        async def work() -> None:
+            async with runtime.sessions() as session:
+                partners = await repository.list_partners(session)
+                keys = await repository.list_keys(session)
+            _echo_listing(partners, keys)
+
+        _run(runtime, work)
+
+    @cli.command("issue-key")
+    def issue_key(partner_id: Annotated[str, typer.Argument(help="The partner's id.")]) -> None:
+        """Issue another API key for a partner (printed once); older keys stay valid until revoked."""
+
+        async def work() -> str:
+            async with runtime.sessions() as session, session.begin():
+                return await repository.issue_key(session, partner_id)
+
+        _echo_key(_run(runtime, work))
+
+    @cli.command("revoke-key")
+    def revoke_key(
+        key_id: Annotated[str, typer.Argument(help="The key's id (the part after 'll_'), see 'list'.")],
+    ) -> None:
+        """Revoke an API key: it stops working at once."""
+        parsed = parse_key(key_id)
+        if parsed is not None:  # a whole key pasted in: its id is enough
+            key_id = parsed.key_id
+
+        async def work() -> None:
+            async with runtime.sessions() as session, session.begin():
+                key = await repository.revoke_key(session, key_id)
+            typer.echo(f"revoked key {key.key_id} of partner {key.partner_id} at {key.revoked_at}")
+
+        _run(runtime, work)
+
+    return cli
+
+
+def _run(runtime: ServiceRuntime, work: Callable[[], Awaitable[T]]) -> T:
+    """Migrate, do ``work``, close the pool; a refused operation exits 1 with its reason."""
+
+    async def main() -> T:
+        try:
+            await runtime.migrate()
+            return await work()
+        finally:
+            await runtime.engine.dispose()
+
+    configure_logging(runtime.settings)
+    try:
+        return asyncio.run(main())
+    except PartnerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"error: {field}: {error['msg']}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _echo_key(plaintext: str) -> None:
+    key = parse_key(plaintext)
+    assert key is not None  # we made it
+    typer.echo(f"key_id: {key.key_id}")
+    typer.echo(f"api_key: {plaintext}")
+    typer.echo(STORE_KEY_WARNING, err=True)
+
+
+def _echo_listing(partners: list[Partner], keys: list[KeyInfo]) -> None:
+    for partner in partners:
+        state = "active" if partner.active else "inactive"
+        typer.echo(
+            f"{partner.partner_id}\t{partner.kind}\t{state}\t{partner.name}\t"
+            f"{partner.contact_email}\tcreated {partner.created_at:%Y-%m-%d}"
+        )
+        for key in (k for k in keys if k.partner_id == partner.partner_id):
+            status = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "valid"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            typer.echo(f"  key {key.key_id}\t{status}\tcreated {key.created_at:%Y-%m-%d}\tlast used {used}")
