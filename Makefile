@@ -19,6 +19,7 @@ stop: ## Stop the services started by `make run` and the infrastructure
 
 test: infra-up ## The whole suite: lint, types, unit, integration and e2e tests against real Kafka and PostgreSQL
 	$(PY) ruff check .
+	$(PY) ruff format --check .
 	$(PY) mypy
 	$(PY) pytest
 
@@ -27,6 +28,7 @@ test-unit: deps ## Unit tests only (no I/O)
 
 lint: deps ## ruff and mypy
 	$(PY) ruff check .
+	$(PY) ruff format --check .
 	$(PY) mypy
 
 docs: deps ## Regenerate JSON Schemas and AsyncAPI documents under docs/

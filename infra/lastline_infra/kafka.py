@@ -110,9 +110,7 @@ async def ensure_kafka_libs(layout: Layout) -> None:
     )
     if returncode != 0:
         last = out.strip().splitlines()[-1:] or ["(no output)"]
-        raise InfraError(
-            f"mvn could not fetch the Kafka jars (is Maven Central reachable?): {last[0]}"
-        )
+        raise InfraError(f"mvn could not fetch the Kafka jars (is Maven Central reachable?): {last[0]}")
     (scratch / ".pom-sha256").write_text(_pom_digest() + "\n")
     shutil.rmtree(layout.kafka_libs, ignore_errors=True)
     scratch.rename(layout.kafka_libs)
@@ -212,9 +210,7 @@ async def kafka_answers(bootstrap: str, *, within_s: float = 10.0) -> bool:
     host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
     if not port_in_use(host or "127.0.0.1", int(port)):
         return False  # not even listening: skip aiokafka, which logs every refused connection
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(within_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), within_s)
         cluster = await asyncio.wait_for(admin.describe_cluster(), within_s)

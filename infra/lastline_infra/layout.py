@@ -48,9 +48,7 @@ class Layout:
         return cls(
             var_dir=var_dir.resolve(),
             kafka_port=_port("LASTLINE_KAFKA_PORT", DEFAULT_KAFKA_PORT),
-            kafka_controller_port=_port(
-                "LASTLINE_KAFKA_CONTROLLER_PORT", DEFAULT_KAFKA_CONTROLLER_PORT
-            ),
+            kafka_controller_port=_port("LASTLINE_KAFKA_CONTROLLER_PORT", DEFAULT_KAFKA_CONTROLLER_PORT),
             postgres_port=_port("LASTLINE_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
         )
 

@@ -75,9 +75,7 @@ def _server_user() -> pwd.struct_passwd | None:
         pass
     useradd = shutil.which("useradd")
     if useradd is None:
-        raise InfraError(
-            f"PostgreSQL cannot run as root and useradd is missing: create a user {SYSTEM_USER}"
-        )
+        raise InfraError(f"PostgreSQL cannot run as root and useradd is missing: create a user {SYSTEM_USER}")
     subprocess.run(
         [
             useradd,

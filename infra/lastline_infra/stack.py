@@ -115,9 +115,7 @@ async def down(layout: Layout | None = None) -> dict[str, bool]:
     """Stop both local servers; returns which ones were running. External ones are left alone."""
     lay = _layout(layout)
     async with file_lock(lay.lock_file):
-        was_kafka, was_postgres = await asyncio.gather(
-            kafka.stop_kafka(lay), postgres.stop_postgres(lay)
-        )
+        was_kafka, was_postgres = await asyncio.gather(kafka.stop_kafka(lay), postgres.stop_postgres(lay))
     return {"kafka": was_kafka, "postgres": was_postgres}
 
 
@@ -155,9 +153,7 @@ async def stop_postgres(layout: Layout | None = None) -> bool:
         return await postgres.stop_postgres(lay)
 
 
-async def create_topics(
-    bootstrap: str, topics: dict[str, int], *, replication_factor: int = 1
-) -> list[str]:
+async def create_topics(bootstrap: str, topics: dict[str, int], *, replication_factor: int = 1) -> list[str]:
     """Create missing topics ({name: partitions}); returns the names actually created."""
     return await kafka.create_topics(bootstrap, topics, replication_factor=replication_factor)
 
@@ -180,9 +176,7 @@ async def status(layout: Layout | None = None) -> list[ComponentStatus]:
     kafka_answers, postgres_answers = await asyncio.gather(
         kafka.kafka_answers(endpoints.kafka_bootstrap),
         postgres.postgres_answers(
-            endpoints.database_url
-            if not endpoints.postgres_managed
-            else postgres.maintenance_dsn(lay)
+            endpoints.database_url if not endpoints.postgres_managed else postgres.maintenance_dsn(lay)
         ),
     )
     result = []

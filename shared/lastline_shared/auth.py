@@ -195,9 +195,7 @@ def require_role(role: Role = "staff") -> Callable[..., Coroutine[Any, Any, Prin
         except AuthError as exc:
             raise _unauthorized(str(exc).replace('"', "'"), invalid=True) from exc
         except jwt.PyJWKClientConnectionError as exc:
-            raise ProblemError(
-                503, "Service Unavailable", "cannot fetch token signing keys"
-            ) from exc
+            raise ProblemError(503, "Service Unavailable", "cannot fetch token signing keys") from exc
         if not principal.has_role(role):
             raise ProblemError(
                 403,
@@ -220,9 +218,7 @@ def _link_audience(purpose: str) -> str:
     return f"lastline-link:{purpose}"
 
 
-def sign_link(
-    payload: Mapping[str, Any], ttl: timedelta, *, secret: SecretStr | str, purpose: str
-) -> str:
+def sign_link(payload: Mapping[str, Any], ttl: timedelta, *, secret: SecretStr | str, purpose: str) -> str:
     """A compact HS256 token carrying ``payload`` (JSON values) that expires after ``ttl``."""
     if _LINK_RESERVED & payload.keys():
         raise ValueError(f"payload must not set {sorted(_LINK_RESERVED & payload.keys())}")

@@ -49,9 +49,7 @@ def main() -> None:
 @app.command()
 def token(
     sub: Annotated[str, typer.Option(help="Who the token is for (a staff account id or email).")],
-    role: Annotated[RoleChoice, typer.Option(help="staff, or admin (implies staff).")] = (
-        RoleChoice.staff
-    ),
+    role: Annotated[RoleChoice, typer.Option(help="staff, or admin (implies staff).")] = (RoleChoice.staff),
     ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 8h, 7d, 1h30m, ...")] = "8h",
     service: Annotated[
         str | None,
@@ -67,13 +65,10 @@ def token(
         raise typer.BadParameter(str(exc), param_hint="--ttl") from exc
     settings = _settings(service)
     if settings.uses_dev_jwt_secret:
-        typer.echo(
-            "warning: signed with the public development secret (AUTH_JWT_SECRET unset)", err=True
-        )
+        typer.echo("warning: signed with the public development secret (AUTH_JWT_SECRET unset)", err=True)
     if settings.auth_jwks_url:
         typer.echo(
-            "warning: AUTH_JWKS_URL is set, so services accept only the OIDC provider's "
-            "tokens, not this one",
+            "warning: AUTH_JWKS_URL is set, so services accept only the OIDC provider's tokens, not this one",
             err=True,
         )
     typer.echo(issue_staff_token(settings, sub, role.value, lifetime))

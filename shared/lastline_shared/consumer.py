@@ -219,9 +219,7 @@ class EventProcessor:
             "partition": record.partition,
             "offset": record.offset,
             "event_id": item.id if isinstance(item, Envelope) else None,
-            "trace_id": trace_id_from_traceparent(item.traceparent)
-            if isinstance(item, Envelope)
-            else None,
+            "trace_id": trace_id_from_traceparent(item.traceparent) if isinstance(item, Envelope) else None,
         }
         with structlog.contextvars.bound_contextvars(**context):
             if isinstance(item, DecodeError):
@@ -232,9 +230,7 @@ class EventProcessor:
                 try:
                     async with session.begin_nested():
                         await self._handle_batch(session, [item])
-                    self._metrics.observe_handler(
-                        record.topic, item.type, time.perf_counter() - started
-                    )
+                    self._metrics.observe_handler(record.topic, item.type, time.perf_counter() - started)
                     return "processed"
                 except TRANSIENT_ERRORS:
                     raise

@@ -33,9 +33,7 @@ class Inbox:
     def __init__(self, table: Table, consumer: str) -> None:
         self.table = table
         self.consumer = consumer
-        self._claim = (
-            insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.event_id)
-        )
+        self._claim = insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.event_id)
 
     async def claim(
         self, session: AsyncSession, identities: Sequence[tuple[str, str, str]]

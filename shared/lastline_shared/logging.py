@@ -285,9 +285,7 @@ def bind_event_context(
     Uses contextvars, so it is safe across concurrent asyncio tasks.
     """
     fields = {"event_id": event_id, "topic": topic, "trace_id": trace_id, **extra}
-    bound = {
-        k: str(v) if isinstance(v, uuid.UUID) else v for k, v in fields.items() if v is not None
-    }
+    bound = {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in fields.items() if v is not None}
     with structlog.contextvars.bound_contextvars(**bound):
         yield
 

@@ -78,9 +78,7 @@ class ServiceMetrics:
 
     def time_handler(self, topic: str, event_type: str) -> AbstractContextManager[Any]:
         """``with metrics.time_handler(topic, type): ...`` observes the block's duration."""
-        timer: AbstractContextManager[Any] = HANDLER_SECONDS.labels(
-            self.service, topic, event_type
-        ).time()
+        timer: AbstractContextManager[Any] = HANDLER_SECONDS.labels(self.service, topic, event_type).time()
         return timer
 
     def set_outbox_backlog(self, rows: int) -> None:

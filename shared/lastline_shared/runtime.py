@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, Union
@@ -226,6 +228,10 @@ class ServiceRuntime:
     def serve(self) -> None:
         """Run until SIGTERM/SIGINT (uvicorn turns them into a graceful lifespan shutdown)."""
         configure_logging(self.settings)
+        # uvicorn restores the previous handler and re-raises the signal after its graceful
+        # shutdown; with Python's default handler that ends the process with -15, which
+        # supervisors read as a crash. A clean shutdown exits 0.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
             self.http_app(),
             host=self.settings.http_host,

@@ -36,9 +36,7 @@ async def _tolerant_parser(
         return await original(records)
     except UnicodeDecodeError:
         safe = tuple(
-            dataclasses.replace(
-                r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers]
-            )
+            dataclasses.replace(r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers])
             for r in records
         )
         message = await original(safe)

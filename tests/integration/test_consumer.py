@@ -41,9 +41,7 @@ async def wait_for(predicate: Any, timeout_s: float = 60.0) -> None:
 
 
 async def committed_everything(bootstrap: str, topic: str, group: str) -> bool:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -107,12 +105,8 @@ async def test_consumer_applies_once_dead_letters_poison_and_commits_after_the_d
         try:
             # Five events are delivered twice, as a retrying producer or a rebalance would.
             for record in [*good, *good[:5], poison]:
-                await producer.send(
-                    topic, record.value, key=record.key, headers=list(record.headers)
-                )
-            await producer.send(
-                topic, b"{not json", key=b"x", headers=[("ce_type", b"case-opened")]
-            )
+                await producer.send(topic, record.value, key=record.key, headers=list(record.headers))
+            await producer.send(topic, b"{not json", key=b"x", headers=[("ce_type", b"case-opened")])
             await producer.send(topic, b"{}", key=b"y", headers=[("ce_type", b"\xff\xfe")])
             await producer.flush()
         finally:
@@ -159,9 +153,7 @@ async def test_consumer_applies_once_dead_letters_poison_and_commits_after_the_d
         relay.stop()
         await relay_task
         assert len(await effects(p)) == 30
-        assert (
-            len(await read_all(infra.kafka_bootstrap, dlq_topic(topic), expect=4, timeout_s=2)) == 3
-        )
+        assert len(await read_all(infra.kafka_bootstrap, dlq_topic(topic), expect=4, timeout_s=2)) == 3
         async with p.engine.connect() as conn:
             rows = await conn.scalar(select(func.count()).select_from(p.inbox))
         assert rows == 30 + 1 + 2  # each distinct event or bad record once

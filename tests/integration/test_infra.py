@@ -46,9 +46,7 @@ async def test_message_round_trip_through_a_fresh_topic(infra: InfraEndpoints) -
 
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
     await admin.start()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=infra.kafka_bootstrap,
@@ -112,9 +110,7 @@ async def test_sql_round_trip(infra: InfraEndpoints) -> None:
 
 @integration
 @pytest.mark.parametrize("service", SERVICES)
-async def test_service_role_logs_in_and_owns_its_schema(
-    infra: InfraEndpoints, service: str
-) -> None:
+async def test_service_role_logs_in_and_owns_its_schema(infra: InfraEndpoints, service: str) -> None:
     url = infra.service_database_url(service)
     assert os.environ[f"{service.upper()}_DATABASE_URL"] == url
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
@@ -198,9 +194,7 @@ def test_env_prints_the_endpoints(managed: InfraEndpoints) -> None:
 async def test_postgres_restart_keeps_data(managed: InfraEndpoints) -> None:
     conn = await asyncpg.connect(managed.asyncpg_dsn)
     table = f"restart_{uuid.uuid4().hex[:8]}"
-    await conn.execute(
-        f"CREATE TABLE public.{table} (id int); INSERT INTO public.{table} VALUES (7)"
-    )
+    await conn.execute(f"CREATE TABLE public.{table} (id int); INSERT INTO public.{table} VALUES (7)")
     await conn.close()
     try:
         assert await stop_postgres() is True

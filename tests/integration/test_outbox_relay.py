@@ -81,9 +81,7 @@ async def test_relay_publishes_each_committed_row_once_and_empties_the_outbox(in
         finally:
             relay.stop()
             await task
-        assert sorted(header(r, "ce_id") or "" for r in received) == sorted(
-            f"ev-{i}" for i in range(1000)
-        )
+        assert sorted(header(r, "ce_id") or "" for r in received) == sorted(f"ev-{i}" for i in range(1000))
         assert_in_key_order(received)
         assert await outbox_rows(p) == 0
 
@@ -151,9 +149,7 @@ async def test_relay_killed_between_publish_and_commit_republishes_and_consumer_
     events = [e for e in example_events() if e.topic == "cases"][:1] * 20
     async with plumbing(infra.database_url) as p:
         async with p.sessions() as session, session.begin():
-            await p.outbox.add(
-                session, [encode(e, source="/services/test", topic=topic) for e in events]
-            )
+            await p.outbox.add(session, [encode(e, source="/services/test", topic=topic) for e in events])
         env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
         proc = subprocess.run(
             [

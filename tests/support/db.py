@@ -44,9 +44,7 @@ async def plumbing(database_url: str) -> AsyncIterator[Plumbing]:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         await conn.run_sync(metadata.create_all)
     try:
-        yield Plumbing(
-            schema, engine, make_session_factory(engine), metadata, outbox, inbox, effects
-        )
+        yield Plumbing(schema, engine, make_session_factory(engine), metadata, outbox, inbox, effects)
     finally:
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

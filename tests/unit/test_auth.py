@@ -182,9 +182,7 @@ async def test_non_bearer_scheme_counts_as_missing(client: httpx.AsyncClient) ->
         (jwt.encode(claims(exp=datetime.now(UTC) - timedelta(hours=1)), SECRET), "token expired"),
     ],
 )
-async def test_invalid_or_expired_token_is_401(
-    client: httpx.AsyncClient, token: str, detail: str
-) -> None:
+async def test_invalid_or_expired_token_is_401(client: httpx.AsyncClient, token: str, detail: str) -> None:
     response = await client.get("/inbox", headers=bearer(token))
 
     assert response.status_code == 401
@@ -193,9 +191,7 @@ async def test_invalid_or_expired_token_is_401(
 
 
 async def test_staff_on_admin_route_is_403(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        "/facilities/pause", headers=bearer(issue_staff_token(settings, "alice"))
-    )
+    response = await client.post("/facilities/pause", headers=bearer(issue_staff_token(settings, "alice")))
 
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
@@ -229,9 +225,7 @@ JWKS_SETTINGS = IntakeSettings(
 def jwks() -> dict[str, Any]:
     rsa_jwk = json.loads(RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
     ec_jwk = json.loads(ECAlgorithm.to_jwk(EC_KEY.public_key()))
-    return {
-        "keys": [{**rsa_jwk, "kid": "rsa-1", "use": "sig"}, {**ec_jwk, "kid": "ec-1", "use": "sig"}]
-    }
+    return {"keys": [{**rsa_jwk, "kid": "rsa-1", "use": "sig"}, {**ec_jwk, "kid": "ec-1", "use": "sig"}]}
 
 
 class OfflineJWKClient(jwt.PyJWKClient):
@@ -277,9 +271,7 @@ def test_jwks_verifies_rs256_and_es256() -> None:
         jwt.encode(oidc_claims(), SECRET, "HS256", headers={"kid": "rsa-1"}),
         jwt.encode(oidc_claims(), RSA_KEY, "RS256", headers={"kid": "unknown"}),
         jwt.encode(oidc_claims(aud="lastline"), RSA_KEY, "RS256", headers={"kid": "rsa-1"}),
-        jwt.encode(
-            oidc_claims(), rsa.generate_private_key(65537, 2048), "RS256", headers={"kid": "rsa-1"}
-        ),
+        jwt.encode(oidc_claims(), rsa.generate_private_key(65537, 2048), "RS256", headers={"kid": "rsa-1"}),
     ],
 )
 def test_jwks_rejects_foreign_or_confused_tokens(token: str) -> None:
@@ -296,9 +288,7 @@ async def test_jwks_over_http_and_unreachable_provider() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as c:
         app.state.token_verifier = TokenVerifier(JWKS_SETTINGS, jwks_client=OfflineJWKClient())
         ok = await c.post("/facilities/pause", headers=bearer(token))
-        app.state.token_verifier = TokenVerifier(
-            JWKS_SETTINGS, jwks_client=OfflineJWKClient(reachable=False)
-        )
+        app.state.token_verifier = TokenVerifier(JWKS_SETTINGS, jwks_client=OfflineJWKClient(reachable=False))
         down = await c.post("/facilities/pause", headers=bearer(token))
 
     assert ok.status_code == 200
@@ -355,9 +345,7 @@ def test_tampered_link_is_rejected() -> None:
 
 
 def test_link_is_not_a_staff_token() -> None:
-    token = sign_link(
-        {"sub": "alice", "role": "admin"}, timedelta(hours=1), secret=SECRET, purpose="p"
-    )
+    token = sign_link({"sub": "alice", "role": "admin"}, timedelta(hours=1), secret=SECRET, purpose="p")
 
     with pytest.raises(AuthError):
         TokenVerifier(settings).verify(token)
@@ -375,9 +363,7 @@ def test_cli_token_verifies_with_the_services_settings(monkeypatch: pytest.Monke
     monkeypatch.setenv("AUTH_JWT_SECRET", SECRET)
     monkeypatch.delenv("AUTH_JWKS_URL", raising=False)
 
-    result = CliRunner().invoke(
-        cli_app, ["token", "--sub", "alice", "--role", "admin", "--ttl", "1h"]
-    )
+    result = CliRunner().invoke(cli_app, ["token", "--sub", "alice", "--role", "admin", "--ttl", "1h"])
 
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()

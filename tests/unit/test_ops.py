@@ -210,9 +210,7 @@ def test_dead_lettered_events_are_counted_twice_over() -> None:
 
 async def test_metrics_speaks_openmetrics_when_asked() -> None:
     async with client_for(create_http_app(settings)) as c:
-        response = await c.get(
-            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
-        )
+        response = await c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
 
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.rstrip().endswith("# EOF")

@@ -36,9 +36,7 @@ def test_defaults_per_service(service: str, port: int) -> None:
     assert settings.http_port == port
     assert settings.http_host == "127.0.0.1"
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
-    assert (
-        settings.database_url == f"postgresql+asyncpg://{service}:{service}@127.0.0.1:5432/lastline"
-    )
+    assert settings.database_url == f"postgresql+asyncpg://{service}:{service}@127.0.0.1:5432/lastline"
     assert settings.db_schema == service
     assert settings.topic_partitions == 12
     assert settings.log_json is None
@@ -106,9 +104,7 @@ def test_log_json_and_typed_values_parse(monkeypatch: pytest.MonkeyPatch) -> Non
         ("TOPIC_PARTITIONS", "0"),
     ],
 )
-def test_invalid_values_are_rejected(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str
-) -> None:
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
 
     with pytest.raises(ValidationError):
