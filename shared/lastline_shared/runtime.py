@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Union
 
@@ -68,6 +68,7 @@ class ServiceRuntime:
             client_id=f"lastline-{self.name}",
             logger=structlog.get_logger("faststream"),
             graceful_timeout=30.0,
+            metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
             log_level=logging.DEBUG,  # FastStream logs every message at this level; ours are enough
         )
         self.asyncapi = FastStream(
@@ -88,6 +89,7 @@ class ServiceRuntime:
         self._subscribers: list[Any] = []
         self._metrics = ServiceMetrics(self.name)
         self._relay_task: asyncio.Task[None] | None = None
+        self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
 
     # -- building ---------------------------------------------------------------------------
 
@@ -140,6 +142,10 @@ class ServiceRuntime:
                 schema=models[0] if len(models) == 1 else Union[models],  # noqa: UP007
             )
 
+    def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A background loop (timers, retention jobs) started with the service and cancelled on stop."""
+        self._task_factories.append((name, factory))
+
     async def emit(self, session: AsyncSession, events: Iterable[Any]) -> int:
         """Publish events from a handler: they go to the outbox in the caller's transaction."""
         return await self.outbox.add(session, [encode(e, source=self.source) for e in events])
@@ -165,12 +171,18 @@ class ServiceRuntime:
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
         await self.broker.start()
         observer = asyncio.create_task(self._observe(), name=f"{self.name}-observer")
+        tasks = [
+            asyncio.create_task(factory(), name=f"{self.name}-{n}") for n, factory in self._task_factories
+        ]
         log.info("service started", service=self.name)
         try:
             yield
         finally:
             log.info("service stopping", service=self.name)
             observer.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.broker.stop()  # waits for in-flight batches (graceful_timeout)
             self.relay.stop()
             with contextlib.suppress(Exception):

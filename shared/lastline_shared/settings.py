@@ -61,6 +61,9 @@ class ServiceSettings(BaseSettings):
 
     service_name: str
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # How often clients refresh topic metadata: a pattern subscription (intake's partner topics)
+    # sees a new partner's topic within this time.
+    kafka_metadata_max_age_ms: int = Field(default=30_000, ge=1000)
     # Per-service role and password (= service name in dev); the schema is the service's own.
     database_url: str = Field(default_factory=_default_database_url)
     db_schema: str = Field(default_factory=_default_db_schema)
@@ -125,10 +128,33 @@ class ServiceSettings(BaseSettings):
         )
 
 
+# Public development keys for client PII (like DEV_JWT_SECRET): intake warns when they are in use.
+DEV_PII_KEY = "+zgqjBvhQhVS2PaTEcQSUl76YhXdB2CBNeK/bj4ZPt4="
+DEV_PII_INDEX_KEY = "R2IQxd5n2/CiqVjCvbhMFeMugcZQH+LWKEeUSF/qOeM="
+
+
 class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_")
     service_name: str = "intake"
     http_port: Port = 8001
+
+    # AES-256-GCM keys for client PII at rest, {key id: base64 key} as JSON; new data uses the
+    # active key, every listed key still decrypts (rotation: add a key, make it active, re-encrypt).
+    pii_keys: dict[str, SecretStr] = Field(default_factory=lambda: {"dev": SecretStr(DEV_PII_KEY)})
+    pii_active_key_id: str = "dev"
+    # HMAC key of the blind index that finds a client's A-number without decrypting anything.
+    pii_index_key: SecretStr = SecretStr(DEV_PII_INDEX_KEY)
+    # Client PII of a closed case is erased this long after it closed.
+    pii_retention_days: int = Field(default=365, ge=0)
+    # "Today" for date rules (a hearing in the past) is the network's day, not UTC's.
+    network_timezone: str = "America/New_York"
+    # How long a volunteer's link to a case packet stays valid.
+    packet_link_ttl_hours: int = Field(default=72, ge=1)
+
+    @property
+    def uses_dev_pii_keys(self) -> bool:
+        keys = {key.get_secret_value() for key in self.pii_keys.values()}
+        return DEV_PII_KEY in keys or self.pii_index_key.get_secret_value() == DEV_PII_INDEX_KEY
 
 
 class MatchingSettings(ServiceSettings):

@@ -34,6 +34,12 @@ _PHONE_HINT = "use the international format with the country code, such as +1 40
 # -- normalisers ------------------------------------------------------------------------------
 
 _A_NUMBER_SEPARATORS = re.compile(r"[\s.-]")
+_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # the contracts' ExternalId
+
+
+def looks_like_external_id(text: str) -> bool:
+    """Whether a record key could be a partner's external id (to name it in a rejection)."""
+    return _EXTERNAL_ID.match(text) is not None
 
 
 def normalise_a_number(raw: str) -> str:

@@ -173,7 +173,7 @@ Email = Annotated[
 ]
 """An email address (at most 254 characters), checked by email-validator."""
 
-Phone = Annotated[str, Strict(), StringConstraints(pattern=r"^\+?[0-9][0-9 ().-]{5,24}$")]
+Phone = Annotated[str, Strict(), StringConstraints(pattern=r"^\+?[0-9(][0-9 ().-]{5,24}$")]
 """A phone number, digits with optional ``+``, spaces, dots, dashes and brackets."""
 
 ANumber = Annotated[str, Strict(), StringConstraints(pattern=r"^[Aa]?[0-9]{9}$"), AfterValidator(_a_number)]

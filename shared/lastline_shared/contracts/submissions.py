@@ -96,6 +96,15 @@ class ReferralContact(Part):
     phone: Phone | None = None
 
 
+class DocumentRef(Part):
+    """A document the partner holds for the case (listed in the case packet; the file stays with them)."""
+
+    title: ShortText
+    kind: ShortText | None = None
+    """E.g. ``notice to appear``, ``I-589``, ``medical records``."""
+    received_on: Day | None = None
+
+
 class _ClientCase(_PartnerSubmission):
     client: Client
 
@@ -104,6 +113,7 @@ class CaseSubmission(CaseFacts, _ClientCase):
     notes: LongText | None = None
     """Context for the volunteer who takes the case (shown only after they accept)."""
     referral_contact: ReferralContact | None = None
+    documents: tuple[DocumentRef, ...] = Field(default=(), max_length=100)
 
 
 class CaseOpenedSubmission(CaseSubmission):
