@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from lastline_shared.settings import (
     DEV_JWT_SECRET,
