@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 from pydantic import ValidationError
 
-from lastline_intake import reference
-from lastline_intake.reference import Catalog, distance_km
+from lastline_shared import reference
 from lastline_shared.contracts.examples import COURT, FACILITY
+from lastline_shared.reference import Catalog, distance_km
 
 MAX_KM_FACILITY_TO_COURT = 600
 """Detained dockets are heard near the facility (or by video from the region): more is a typo."""

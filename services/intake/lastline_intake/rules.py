@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import phonenumbers
 
-from lastline_intake import reference
+from lastline_shared import reference
 from lastline_shared.contracts.base import Submission
 from lastline_shared.contracts.envelope import Reason
 from lastline_shared.contracts.submissions import (

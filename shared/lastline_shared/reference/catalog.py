@@ -138,12 +138,12 @@ class Catalog:
         return _nearest(code_or_name, self.courts, self.court_terms, n)
 
 
-_PACKAGE = "lastline_intake.reference"
+_PACKAGE = "lastline_shared.reference"
 
 
 @cache
 def default_catalog() -> Catalog:
-    """The catalog shipped with intake, loaded on first use."""
+    """The catalog shipped with Lastline, loaded on first use."""
     files = resources.files(_PACKAGE)
     return Catalog.from_json(
         files.joinpath("facilities.json").read_bytes(), files.joinpath("courts.json").read_bytes()

@@ -4,7 +4,7 @@ Shipped as JSON beside this package (``facilities.json``, ``courts.json``; READM
 comes from and how staff extend it) and loaded once on first use.
 """
 
-from lastline_intake.reference.catalog import (
+from lastline_shared.reference.catalog import (
     Catalog,
     Court,
     Facility,
