@@ -16,6 +16,7 @@ from lastline_shared.contracts.matches import (
     MatchExpired,
     MatchMade,
     MatchProposed,
+    MatchRetracted,
     MentorAssigned,
 )
 from lastline_shared.contracts.notifications import NotificationFailed, NotificationSent
@@ -46,6 +47,7 @@ INTERNAL_EVENTS: tuple[type[Event], ...] = (
     MatchAccepted,
     MatchDeclined,
     MatchExpired,
+    MatchRetracted,
     MatchMade,
     MatchEnded,
     MentorAssigned,

@@ -213,6 +213,38 @@ class DeclineReason(StrEnum):
     OTHER = "other"
 
 
+class RetractionReason(StrEnum):
+    """Why matching withdrew an open proposal before the volunteer answered."""
+
+    FILLED = "filled"
+    """Another volunteer accepted first (urgent cases are offered to several at once)."""
+    CASE_CLOSED = "case_closed"
+    CASE_CHANGED = "case_changed"
+    """A transfer or new facts mean the volunteer no longer fits."""
+    VOLUNTEER_WITHDREW = "volunteer_withdrew"
+    FACILITY_PAUSED = "facility_paused"
+    REOPTIMISED = "reoptimised"
+    """The global pass found a better assignment."""
+    STAFF_OVERRIDE = "staff_override"
+
+
+class EscalationCause(StrEnum):
+    """Why a case is still without someone: what staff would have to find."""
+
+    NO_VOLUNTEER = "no_volunteer"
+    NO_LANGUAGE_MATCH = "no_language_match"
+    NO_CAPACITY = "no_capacity"
+    NO_PRACTICE_AREA = "no_practice_area"
+    NO_MENTOR = "no_mentor"
+    NO_FEDERAL_ADMISSION = "no_federal_admission"
+    NO_REACH = "no_reach"
+    NOT_AVAILABLE_IN_TIME = "not_available_in_time"
+    FACILITY_PAUSED = "facility_paused"
+    ALL_DECLINED = "all_declined"
+    AWAITING_ANSWER = "awaiting_answer"
+    """Proposals are out but nobody has answered yet."""
+
+
 class MatchEndReason(StrEnum):
     CASE_CLOSED = "case_closed"
     VOLUNTEER_WITHDREW = "volunteer_withdrew"

@@ -16,9 +16,11 @@ from pydantic_core import PydanticCustomError
 from lastline_shared.contracts.base import Event, Part
 from lastline_shared.contracts.enums import (
     DeclineReason,
+    EscalationCause,
     EscalationLevel,
     MatchConstraint,
     MatchEndReason,
+    RetractionReason,
     ScoreComponentName,
     VolunteerRole,
 )
@@ -105,6 +107,14 @@ class MatchExpired(_ProposalEvent):
     event_type: ClassVar[str] = "match-expired"
 
 
+class MatchRetracted(_ProposalEvent):
+    """Matching withdrew an open proposal; the volunteer's link no longer works."""
+
+    event_type: ClassVar[str] = "match-retracted"
+
+    reason: RetractionReason
+
+
 class MatchMade(_MatchEvent):
     """The volunteer is placed on the case."""
 
@@ -156,3 +166,5 @@ class CaseEscalated(Event):
     proposals_open: Count = 0
     proposals_declined: Count = 0
     proposals_expired: Count = 0
+    causes: UniqueTuple[EscalationCause] = Field(default=(), max_length=len(EscalationCause))
+    """What stands in the way, as far as matching can tell (no language match, no capacity, ...)."""

@@ -75,6 +75,7 @@ MATCHES = TopicSpec(
         "match-accepted",
         "match-declined",
         "match-expired",
+        "match-retracted",
         "match-made",
         "match-ended",
         "mentor-assigned",
