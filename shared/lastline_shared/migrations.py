@@ -11,10 +11,12 @@ import asyncio
 import zlib
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, Table, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from lastline_shared.db import make_engine
 from lastline_shared.inbox import inbox_table
@@ -79,6 +81,42 @@ def run_env(target_metadata: MetaData) -> None:
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def execute_ddl(ddl: str) -> None:
+    """Run a migration's snapshot DDL (``;``-separated) in the service's schema.
+
+    Plain SQL does not go through the engine's ``schema_translate_map``, so the search path is set
+    for the transaction; asyncpg runs one statement at a time, so the DDL is split.
+    """
+    op.execute(f'SET LOCAL search_path TO "{context.config.attributes["schema"]}"')
+    for statement in ddl.split(";"):
+        if statement.strip():
+            op.execute(statement)
+
+
+def drop_tables(*tables: str) -> None:
+    """The downgrade of :func:`execute_ddl`: drop ``tables`` (dependents first) in the service's schema."""
+    op.execute(f'SET LOCAL search_path TO "{context.config.attributes["schema"]}"')
+    for table in tables:
+        op.execute(f"DROP TABLE {table}")
+
+
+def snapshot_ddl(*tables: Table) -> str:
+    """The DDL that creates ``tables`` and their indexes, to paste into a new migration."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    parts: list[str] = []
+    for table in tables:
+        parts.append(
+            str(CreateTable(table).compile(dialect=dialect))
+            .strip()
+            .replace("\t", "    ")
+            .replace(", \n", ",\n")
+            + ";"
+        )
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";")
+    return "\n".join(parts)
 
 
 def create_plumbing() -> None:

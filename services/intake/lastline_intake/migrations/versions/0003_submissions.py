@@ -1,11 +1,11 @@
 # ruff: noqa: E501  (generated DDL)
 """Submissions, quarantine, volunteers, cases, partners' references to them, held updates.
 
-A snapshot of the schema at this revision, written as the DDL it runs (see ``lastline_intake.tables``
+A snapshot of the schema at this revision, written as the DDL it runs (``snapshot_ddl``) (see ``lastline_intake.tables``
 for what each table is for): it must not change when the table definitions move on.
 """
 
-from alembic import context, op
+from lastline_shared.migrations import drop_tables, execute_ddl
 
 revision = "0003"
 down_revision = "0002"
@@ -126,19 +126,9 @@ TABLES = (
 )
 
 
-def _use_service_schema() -> None:
-    # Plain SQL does not go through the engine's schema_translate_map.
-    op.execute(f'SET LOCAL search_path TO "{context.config.attributes["schema"]}"')
-
-
 def upgrade() -> None:
-    _use_service_schema()
-    for statement in DDL.split(";"):  # asyncpg runs one statement at a time
-        if statement.strip():
-            op.execute(statement)
+    execute_ddl(DDL)
 
 
 def downgrade() -> None:
-    _use_service_schema()
-    for table in TABLES:
-        op.execute(f"DROP TABLE {table}")
+    drop_tables(*TABLES)
