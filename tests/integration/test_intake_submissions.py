@@ -182,6 +182,7 @@ async def test_undecodable_record_is_rejected_and_kept(db: IntakeDb) -> None:
 async def test_unknown_partner_is_rejected(db: IntakeDb) -> None:
     [rejected] = await db.submit(received(_examples("nobody")[0], "nobody"))
     assert [r.code for r in rejected.reasons] == ["unknown_partner"]
+    assert await db.events() == []  # no rejections topic to publish on: kept in quarantine only
 
 
 @pytest.mark.asyncio(loop_scope="session")

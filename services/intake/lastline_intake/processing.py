@@ -731,7 +731,8 @@ class SubmissionProcessor:
                 "received_at": received.received_at,
             }
         )
-        if received.partner_id is None:
+        if received.partner_id is None or received.partner_id not in work.partners:
+            # No partner to tell, and no rejections topic to tell them on: kept for staff only.
             log.warning(
                 "submission rejected without a partner to tell", submission_id=str(base.submission_id)
             )
