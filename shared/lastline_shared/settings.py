@@ -162,6 +162,19 @@ class MatchingSettings(ServiceSettings):
     service_name: str = "matching"
     http_port: Port = 8002
 
+    # How long a volunteer has to answer a proposal; shrinks to a share of the time left before the
+    # hearing (never below the floor).
+    proposal_ttl_hours: float = Field(default=48, gt=0)
+    proposal_ttl_floor_hours: float = Field(default=2, gt=0)
+    proposal_ttl_share: float = Field(default=0.25, gt=0, le=1)
+    # Cases this close to their hearing are offered to several volunteers at once (first wins).
+    urgent_days: int = Field(default=7, ge=0)
+    urgent_fanout: int = Field(default=3, ge=1)
+    mentor_capacity: int = Field(default=3, ge=1)
+    expiry_check_every_s: float = Field(default=5, gt=0)
+    escalation_check_every_s: float = Field(default=60, gt=0)
+    network_timezone: str = "America/New_York"
+
 
 class NotificationsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")

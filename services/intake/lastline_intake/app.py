@@ -5,8 +5,9 @@ from pathlib import Path
 from lastline_intake import consumers
 from lastline_intake.partners import PartnerRepository
 from lastline_intake.pii import Keyring, decode_key
-from lastline_intake.processing import SubmissionProcessor, network_today
+from lastline_intake.processing import SubmissionProcessor
 from lastline_intake.tables import IntakeTables
+from lastline_shared.clock import network_today
 from lastline_shared.contracts.topics import CASES, FACILITIES, PARTNER_REJECTIONS, VOLUNTEERS
 from lastline_shared.db import new_metadata
 from lastline_shared.runtime import ServiceRuntime

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid4
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import bindparam, delete, select, tuple_, update
@@ -967,9 +966,3 @@ def decision_from_row(row: Any) -> Decision:
         received_at=row["received_at"],
         decided_at=row["decided_at"],
     )
-
-
-def network_today(timezone: str) -> Callable[[], date]:
-    """Today in the network's time zone (hearing dates are local days)."""
-    zone = ZoneInfo(timezone)
-    return lambda: datetime.now(zone).date()

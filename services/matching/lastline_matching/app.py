@@ -1,8 +1,14 @@
-"""The matching service's wiring: its settings, tables and runtime."""
+"""The matching service's wiring: its settings, tables, service layer, consumers, timers and HTTP."""
 
+from datetime import timedelta
 from pathlib import Path
 
+from lastline_matching import consumers, responses, timers
+from lastline_matching.choosing import Chooser
+from lastline_matching.placement import Placement, Timing
+from lastline_matching.store import MatchingStore
 from lastline_matching.tables import MatchingTables
+from lastline_shared.clock import network_today
 from lastline_shared.contracts.topics import MATCHES
 from lastline_shared.db import new_metadata
 from lastline_shared.runtime import ServiceRuntime
@@ -13,4 +19,27 @@ metadata = new_metadata()
 tables = MatchingTables(metadata)
 runtime = ServiceRuntime(settings, metadata, migrations_dir=Path(__file__).parent / "migrations")
 runtime.publishes(MATCHES)
+placement = Placement(
+    MatchingStore(tables, mentor_capacity=settings.mentor_capacity),
+    runtime.outbox,
+    Chooser(),
+    timing=Timing(
+        base=timedelta(hours=settings.proposal_ttl_hours),
+        floor=timedelta(hours=settings.proposal_ttl_floor_hours),
+        share=settings.proposal_ttl_share,
+        urgent_days=settings.urgent_days,
+        urgent_fanout=settings.urgent_fanout,
+    ),
+    today=network_today(settings.network_timezone),
+)
+consumers.register(runtime, placement)
+timers.register(
+    runtime,
+    placement,
+    expiry_every_s=settings.expiry_check_every_s,
+    escalation_every_s=settings.escalation_check_every_s,
+)
+runtime.routers.append(
+    responses.build_router(sessions=runtime.sessions, placement=placement, settings=settings)
+)
 asyncapi = runtime.asyncapi  # for `faststream docs gen lastline_matching.app:asyncapi`

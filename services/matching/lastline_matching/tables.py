@@ -26,7 +26,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 PROPOSAL_STATUSES = ("open", "accepted", "declined", "expired", "retracted")
 
@@ -44,6 +44,12 @@ class MatchingTables:
             Column("status", Text, nullable=False),
             # The latest VolunteerProfile as published by intake (the volunteer's own contact).
             Column("profile", JSONB, nullable=False),
+            # Copied out of the profile for the candidate query's indexes.
+            Column("roles", ARRAY(Text), nullable=False),
+            Column("languages", ARRAY(Text), nullable=False),
+            Column("facilities_reachable", ARRAY(Text), nullable=False),
+            Column("remote", Boolean, nullable=False),
+            Column("can_mentor", Boolean, nullable=False),
             Column("max_active_cases", Integer, nullable=False),
             Column("active_cases", Integer, nullable=False, server_default="0"),
             Column("reserved", Integer, nullable=False, server_default="0"),
@@ -51,6 +57,9 @@ class MatchingTables:
             _stamp("updated_at"),
             CheckConstraint("status IN ('active', 'withdrawn')", name="status"),
             CheckConstraint("active_cases >= 0 AND reserved >= 0 AND mentees >= 0", name="counts"),
+            Index(None, "roles", postgresql_using="gin"),
+            Index(None, "languages", postgresql_using="gin"),
+            Index(None, "facilities_reachable", postgresql_using="gin"),
         )
         self.cases = Table(
             "cases",

@@ -14,6 +14,11 @@ CREATE TABLE volunteers (
     volunteer_id UUID NOT NULL,
     status TEXT NOT NULL,
     profile JSONB NOT NULL,
+    roles TEXT[] NOT NULL,
+    languages TEXT[] NOT NULL,
+    facilities_reachable TEXT[] NOT NULL,
+    remote BOOLEAN NOT NULL,
+    can_mentor BOOLEAN NOT NULL,
     max_active_cases INTEGER NOT NULL,
     active_cases INTEGER DEFAULT '0' NOT NULL,
     reserved INTEGER DEFAULT '0' NOT NULL,
@@ -23,6 +28,9 @@ CREATE TABLE volunteers (
     CONSTRAINT ck_volunteers_status CHECK (status IN ('active', 'withdrawn')),
     CONSTRAINT ck_volunteers_counts CHECK (active_cases >= 0 AND reserved >= 0 AND mentees >= 0)
 );
+CREATE INDEX ix_volunteers_facilities_reachable ON volunteers USING gin (facilities_reachable);
+CREATE INDEX ix_volunteers_languages ON volunteers USING gin (languages);
+CREATE INDEX ix_volunteers_roles ON volunteers USING gin (roles);
 CREATE TABLE cases (
     case_id UUID NOT NULL,
     status TEXT NOT NULL,

@@ -1,0 +1,531 @@
+"""Matching's service layer: from events and volunteers' answers to proposals, matches and escalations.
+
+Every method runs in the caller's transaction (a consumer batch or an HTTP request) and publishes
+through the outbox, so a decision and its event are committed together. Decisions about one case
+are serialised by locking its row; capacity is reserved with the guarded update in ``store.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lastline_matching.choosing import Choice, Chooser
+from lastline_matching.store import MatchingStore
+from lastline_shared.contracts.base import Contract
+from lastline_shared.contracts.cases import CaseClosed, CaseSnapshot, CaseUpdated
+from lastline_shared.contracts.enums import (
+    CaseChange,
+    DeclineReason,
+    EscalationCause,
+    EscalationLevel,
+    MatchEndReason,
+    RetractionReason,
+    VolunteerRole,
+)
+from lastline_shared.contracts.envelope import encode
+from lastline_shared.contracts.facilities import FacilityStatusChanged
+from lastline_shared.contracts.matches import (
+    CaseEscalated,
+    MatchAccepted,
+    MatchDeclined,
+    MatchEnded,
+    MatchExpired,
+    MatchMade,
+    MatchProposed,
+    MatchRetracted,
+    MentorAssigned,
+)
+from lastline_shared.contracts.volunteers import VolunteerProfile, VolunteerWithdrawn
+from lastline_shared.outbox import Outbox
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "/services/matching"
+LEVELS = (14, 7, 3)
+"""Days before the hearing at which a case still missing someone escalates."""
+Answer = Literal["accepted", "declined", "expired", "retracted", "filled", "not_found", "not_yours"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long a volunteer has to answer: ``base``, but never more than ``share`` of the time left
+    before the hearing, and never less than ``floor``."""
+
+    base: timedelta = timedelta(hours=48)
+    floor: timedelta = timedelta(hours=2)
+    share: float = 0.25
+    urgent_days: int = 7
+    """Cases this close to their hearing are offered to several volunteers at once."""
+    urgent_fanout: int = 3
+
+    def expires_at(self, now: datetime, hearing: date | None) -> datetime:
+        if hearing is None:
+            return now + self.base
+        left = datetime.combine(hearing, datetime.min.time(), tzinfo=UTC) - now
+        return now + max(self.floor, min(self.base, left * self.share))
+
+
+class Placement:
+    def __init__(
+        self,
+        store: MatchingStore,
+        outbox: Outbox,
+        chooser: Chooser,
+        *,
+        timing: Timing = Timing(),
+        today: Callable[[], date],
+    ) -> None:
+        self.store = store
+        self._outbox = outbox
+        self._chooser = chooser
+        self._timing = timing
+        self._today = today
+
+    async def _emit(self, session: AsyncSession, *events: Contract) -> None:
+        await self._outbox.add(session, [encode(e, source=SOURCE) for e in events])
+
+    # -- events in ------------------------------------------------------------------------------
+
+    async def on_volunteer(self, session: AsyncSession, event: Contract, now: datetime) -> None:
+        if isinstance(event, VolunteerProfile):
+            await self.store.upsert_volunteer(session, event)
+            await self.offer_waiting_cases(session, now)
+        elif isinstance(event, VolunteerWithdrawn) and await self.store.withdraw_volunteer(
+            session, event.volunteer_id
+        ):
+            await self._volunteer_gone(session, event.volunteer_id, now)
+
+    async def on_case(self, session: AsyncSession, event: Contract, now: datetime) -> None:
+        if isinstance(event, CaseSnapshot):
+            if not await self.store.upsert_case(session, event, now):
+                return  # closed already
+            if isinstance(event, CaseUpdated) and CaseChange.TRANSFERRED in event.changes:
+                await self._recheck_reach(session, event.case_id, now)
+            await self.propose(session, event.case_id, now)
+        elif isinstance(event, CaseClosed) and await self.store.close_case(session, event.case_id):
+            await self._end_case(session, event.case_id, MatchEndReason.CASE_CLOSED, now)
+
+    async def on_facility(self, session: AsyncSession, event: FacilityStatusChanged, now: datetime) -> None:
+        await self.store.set_facility(session, event)
+        p, c = self.store.t.proposals, self.store.t.cases
+        cases = select(c.c.case_id).where(c.c.facility_code == event.facility_code, c.c.status == "open")
+        if event.status.value == "paused":
+            rows = await session.execute(
+                select(p).where(p.c.status == "open", p.c.case_id.in_(cases)).with_for_update()
+            )
+            for proposal in rows.mappings().all():
+                await self._close_proposal(
+                    session, proposal, "retracted", now, RetractionReason.FACILITY_PAUSED
+                )
+        else:
+            for case_id in (await session.execute(cases.order_by(c.c.next_hearing_date))).scalars().all():
+                await self.propose(session, case_id, now)
+
+    # -- proposing ------------------------------------------------------------------------------
+
+    async def propose(self, session: AsyncSession, case_id: UUID, now: datetime) -> list[UUID]:
+        """Offer the case's unfilled roles to the best candidates; returns the new proposal ids."""
+        case = await self.store.lock_case(session, case_id)
+        if case is None or case["status"] != "open":
+            return []
+        facts = case["facts"]
+        paused = await self.store.paused_facilities(session)
+        if facts["facility_code"] in paused:
+            return []
+        made: list[UUID] = []
+        declined = await self.store.declined_by(session, case_id)
+        hearing = case["next_hearing_date"]
+        urgent = hearing is not None and (hearing - self._today()).days <= self._timing.urgent_days
+        for role in self._chooser.roles_needed(facts):
+            if await self.store.active_match(session, case_id, role) is not None:
+                continue
+            open_now = await self.store.open_proposals(session, case_id, role)
+            wanted = (self._timing.urgent_fanout if urgent else 1) - len(open_now)
+            if wanted <= 0:
+                continue
+            excluded = declined | {row["volunteer_id"] for row in open_now}
+            rows = await self.store.candidates(
+                session,
+                role=role,
+                facility_code=facts["facility_code"],
+                languages=self._chooser.language_filter(facts, role),
+            )
+            choices = self._chooser.choose(
+                facts, [r for r in rows if r["volunteer_id"] not in excluded], role
+            )
+            for choice in choices:
+                if wanted <= 0:
+                    break
+                if not await self.store.reserve(session, choice.volunteer_id):
+                    continue  # filled up meanwhile (another instance, another case)
+                made.append(await self._insert_proposal(session, case, role, choice, now=now))
+                wanted -= 1
+        return made
+
+    async def _insert_proposal(
+        self, session: AsyncSession, case: RowMapping, role: VolunteerRole, choice: Choice, *, now: datetime
+    ) -> UUID:
+        p = self.store.t.proposals
+        counts = await self.store.proposal_counts(session, case["case_id"], role)
+        proposal_id = uuid4()
+        expires_at = self._timing.expires_at(now, case["next_hearing_date"])
+        await session.execute(
+            p.insert().values(
+                proposal_id=proposal_id,
+                case_id=case["case_id"],
+                volunteer_id=choice.volunteer_id,
+                role=role.value,
+                status="open",
+                score=choice.score,
+                components=[c.model_dump(mode="json") for c in choice.components],
+                reasons=[r.value for r in choice.reasons],
+                mentor_needed=choice.mentor_needed,
+                attempt=sum(counts.values()) + 1,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        await self._emit(
+            session,
+            MatchProposed(
+                case_id=case["case_id"],
+                volunteer_id=choice.volunteer_id,
+                role=role,
+                proposal_id=proposal_id,
+                reasons=tuple(choice.reasons),
+                score=choice.score,
+                score_components=tuple(choice.components),
+                expires_at=expires_at,
+                mentor_needed=choice.mentor_needed,
+                attempt=sum(counts.values()) + 1,
+            ),
+        )
+        return proposal_id
+
+    async def offer_waiting_cases(self, session: AsyncSession, now: datetime, limit: int = 20) -> None:
+        """New volunteers or freed capacity: the most urgent open cases without an offer get one."""
+        c, p = self.store.t.cases, self.store.t.proposals
+        waiting = (
+            select(c.c.case_id)
+            .where(c.c.status == "open")
+            .where(~select(p.c.proposal_id).where(p.c.case_id == c.c.case_id, p.c.status == "open").exists())
+            .order_by(c.c.next_hearing_date.asc().nulls_last(), c.c.opened_at)
+            .limit(limit)
+        )
+        for case_id in (await session.execute(waiting)).scalars().all():
+            await self.propose(session, case_id, now)
+
+    # -- answers --------------------------------------------------------------------------------
+
+    async def _lock_proposal(self, session: AsyncSession, proposal_id: UUID) -> RowMapping | None:
+        p = self.store.t.proposals
+        query = select(p).where(p.c.proposal_id == proposal_id).with_for_update()
+        return (await session.execute(query)).mappings().first()
+
+    async def accept(
+        self, session: AsyncSession, proposal_id: UUID, volunteer_id: UUID, now: datetime
+    ) -> tuple[Answer, UUID | None]:
+        """The volunteer accepted (having attested no conflict): a match, unless too late."""
+        proposal = await self._lock_proposal(session, proposal_id)
+        if proposal is None:
+            return "not_found", None
+        if proposal["volunteer_id"] != volunteer_id:
+            return "not_yours", None
+        if proposal["status"] != "open":
+            return proposal["status"], None
+        if proposal["expires_at"] <= now:
+            await self._close_proposal(session, proposal, "expired", now)
+            return "expired", None
+        role = VolunteerRole(proposal["role"])
+        case_id = proposal["case_id"]
+        await self.store.lock_case(session, case_id)
+        match_id = uuid4()
+        m = self.store.t.matches
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    m.insert().values(
+                        match_id=match_id,
+                        case_id=case_id,
+                        volunteer_id=volunteer_id,
+                        role=role.value,
+                        proposal_id=proposal_id,
+                        status="active",
+                        made_at=now,
+                    )
+                )
+        except IntegrityError:  # another volunteer took this case and role first
+            await self._close_proposal(session, proposal, "retracted", now, RetractionReason.FILLED)
+            return "filled", None
+        await self._set_proposal(session, proposal_id, "accepted", now)
+        await self.store.activate(session, volunteer_id)
+        common = {"case_id": case_id, "volunteer_id": volunteer_id, "role": role}
+        await self._emit(
+            session,
+            MatchAccepted(**common, proposal_id=proposal_id, conflict_attested=True),
+            MatchMade(**common, match_id=match_id, proposal_id=proposal_id),
+        )
+        for other in await self.store.open_proposals(session, case_id, role):
+            await self._close_proposal(session, other, "retracted", now, RetractionReason.FILLED)
+        if proposal["mentor_needed"]:
+            await self._assign_mentor(session, case_id, match_id, volunteer_id)
+        await self._mark_placed_if_complete(session, case_id, now)
+        return "accepted", match_id
+
+    async def decline(
+        self,
+        session: AsyncSession,
+        proposal_id: UUID,
+        volunteer_id: UUID,
+        reason: DeclineReason,
+        now: datetime,
+    ) -> Answer:
+        proposal = await self._lock_proposal(session, proposal_id)
+        if proposal is None:
+            return "not_found"
+        if proposal["volunteer_id"] != volunteer_id:
+            return "not_yours"
+        if proposal["status"] != "open":
+            return proposal["status"]  # type: ignore[no-any-return]
+        await self.store.record_decline(session, proposal["case_id"], volunteer_id, reason)
+        await self._close_proposal(session, proposal, "declined", now, reason=reason)
+        await self.propose(session, proposal["case_id"], now)
+        return "declined"
+
+    async def expire_due(self, session: AsyncSession, now: datetime) -> int:
+        """Unanswered proposals past their time expire; their cases go to the next candidates."""
+        expired = await self.store.expiring(session, now)
+        for proposal in expired:
+            await self._close_proposal(session, proposal, "expired", now)
+        for case_id in {p["case_id"] for p in expired}:
+            await self.propose(session, case_id, now)
+        return len(expired)
+
+    async def _close_proposal(
+        self,
+        session: AsyncSession,
+        proposal: RowMapping,
+        status: str,
+        now: datetime,
+        retraction: RetractionReason | None = None,
+        *,
+        reason: DeclineReason | None = None,
+    ) -> None:
+        await self._set_proposal(session, proposal["proposal_id"], status, now, retraction or reason)
+        await self.store.release(session, proposal["volunteer_id"])
+        common: dict[str, Any] = {
+            "case_id": proposal["case_id"],
+            "volunteer_id": proposal["volunteer_id"],
+            "role": VolunteerRole(proposal["role"]),
+            "proposal_id": proposal["proposal_id"],
+        }
+        if status == "expired":
+            await self._emit(session, MatchExpired(**common))
+        elif status == "declined":
+            await self._emit(session, MatchDeclined(**common, reason=reason or DeclineReason.OTHER))
+        elif status == "retracted":
+            await self._emit(
+                session, MatchRetracted(**common, reason=retraction or RetractionReason.CASE_CHANGED)
+            )
+
+    async def _set_proposal(
+        self, session: AsyncSession, proposal_id: UUID, status: str, now: datetime, why: Any = None
+    ) -> None:
+        p = self.store.t.proposals
+        await session.execute(
+            update(p)
+            .where(p.c.proposal_id == proposal_id)
+            .values(status=status, decided_at=now, outcome_reason=getattr(why, "value", why))
+        )
+
+    # -- escalations ----------------------------------------------------------------------------
+
+    async def escalate_due(self, session: AsyncSession, now: datetime) -> int:
+        """Open cases 14, 7 and 3 days before their hearing raise ``case-escalated``, once per level,
+        saying which roles are missing and why."""
+        today = self._today()
+        raised = 0
+        for case in await self.store.open_cases_due(session, today + timedelta(days=LEVELS[0])):
+            days = (case["next_hearing_date"] - today).days
+            level = min((lv for lv in LEVELS if days <= lv), default=None)
+            already = case["escalated_level"]
+            if days < 0 or level is None or (already is not None and already <= level):
+                continue
+            facts = case["facts"]
+            missing = [
+                role
+                for role in self._chooser.roles_needed(facts)
+                if await self.store.active_match(session, case["case_id"], role) is None
+            ]
+            if not missing:
+                continue
+            counts = await self.store.proposal_counts(session, case["case_id"], missing[0])
+            causes = await self._causes(session, facts, missing, counts)
+            await self._emit(
+                session,
+                CaseEscalated(
+                    case_id=case["case_id"],
+                    level=EscalationLevel(level),
+                    next_hearing_date=case["next_hearing_date"],
+                    days_to_hearing=days,
+                    facility_code=facts["facility_code"],
+                    missing=tuple(missing),
+                    proposals_open=counts.get("open", 0),
+                    proposals_declined=counts.get("declined", 0),
+                    proposals_expired=counts.get("expired", 0),
+                    causes=tuple(causes),
+                ),
+            )
+            c = self.store.t.cases
+            await session.execute(
+                update(c).where(c.c.case_id == case["case_id"]).values(escalated_level=level)
+            )
+            raised += 1
+        return raised
+
+    async def _causes(
+        self,
+        session: AsyncSession,
+        facts: dict[str, Any],
+        missing: list[VolunteerRole],
+        counts: dict[str, int],
+    ) -> list[EscalationCause]:
+        causes: list[EscalationCause] = []
+        if facts["facility_code"] in await self.store.paused_facilities(session):
+            causes.append(EscalationCause.FACILITY_PAUSED)
+        for role in missing:
+            funnel = await self.store.funnel(
+                session,
+                role=role,
+                facility_code=facts["facility_code"],
+                languages=self._chooser.language_filter(facts, role),
+            )
+            if funnel["role"] == 0:
+                causes.append(EscalationCause.NO_VOLUNTEER)
+            elif funnel["language"] == 0:
+                causes.append(EscalationCause.NO_LANGUAGE_MATCH)
+            elif funnel["reach"] == 0:
+                causes.append(EscalationCause.NO_REACH)
+            elif funnel["room"] == 0:
+                causes.append(EscalationCause.NO_CAPACITY)
+        if counts.get("open", 0):
+            causes.append(EscalationCause.AWAITING_ANSWER)
+        elif counts.get("declined", 0) and not causes:
+            causes.append(EscalationCause.ALL_DECLINED)
+        return list(dict.fromkeys(causes))
+
+    # -- mentors, endings -----------------------------------------------------------------------
+
+    async def _assign_mentor(
+        self, session: AsyncSession, case_id: UUID, match_id: UUID, mentee_id: UUID
+    ) -> None:
+        mentor_id = await self.store.reserve_mentor(session, exclude=mentee_id)
+        if mentor_id is None:
+            log.warning("no mentor with room for a novice's match", case_id=str(case_id))
+            return
+        m = self.store.t.matches
+        await session.execute(update(m).where(m.c.match_id == match_id).values(mentor_id=mentor_id))
+        await self._emit(
+            session,
+            MentorAssigned(case_id=case_id, match_id=match_id, mentor_id=mentor_id, mentee_id=mentee_id),
+        )
+
+    async def _mark_placed_if_complete(self, session: AsyncSession, case_id: UUID, now: datetime) -> None:
+        case = await self.store.lock_case(session, case_id)
+        if case is None or case["status"] != "open":
+            return
+        for role in self._chooser.roles_needed(case["facts"]):
+            if await self.store.active_match(session, case_id, role) is None:
+                return
+        await self.store.set_case_status(session, case_id, "placed", now)
+
+    async def _end_match(
+        self, session: AsyncSession, match: RowMapping, reason: MatchEndReason, now: datetime
+    ) -> None:
+        m = self.store.t.matches
+        await session.execute(
+            update(m)
+            .where(m.c.match_id == match["match_id"], m.c.status == "active")
+            .values(status="ended", ended_at=now, end_reason=reason.value)
+        )
+        await self.store.finish(session, match["volunteer_id"])
+        if match["mentor_id"] is not None:
+            await self.store.release_mentor(session, match["mentor_id"])
+        await self._emit(
+            session,
+            MatchEnded(
+                case_id=match["case_id"],
+                volunteer_id=match["volunteer_id"],
+                role=VolunteerRole(match["role"]),
+                match_id=match["match_id"],
+                reason=reason,
+            ),
+        )
+
+    async def _end_case(
+        self, session: AsyncSession, case_id: UUID, reason: MatchEndReason, now: datetime
+    ) -> None:
+        m = self.store.t.matches
+        active = await session.execute(select(m).where(m.c.case_id == case_id, m.c.status == "active"))
+        for match in active.mappings().all():
+            await self._end_match(session, match, reason, now)
+        for proposal in await self.store.open_proposals(session, case_id):
+            await self._close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CLOSED)
+        await self.offer_waiting_cases(session, now)
+
+    async def _volunteer_gone(self, session: AsyncSession, volunteer_id: UUID, now: datetime) -> None:
+        m, p = self.store.t.matches, self.store.t.proposals
+        touched: set[UUID] = set()
+        active = await session.execute(
+            select(m).where(m.c.volunteer_id == volunteer_id, m.c.status == "active")
+        )
+        for match in active.mappings().all():
+            await self._end_match(session, match, MatchEndReason.VOLUNTEER_WITHDREW, now)
+            await self.store.set_case_status(session, match["case_id"], "open", now)
+            touched.add(match["case_id"])
+        proposals = await session.execute(
+            select(p).where(p.c.volunteer_id == volunteer_id, p.c.status == "open").with_for_update()
+        )
+        for proposal in proposals.mappings().all():
+            await self._close_proposal(
+                session, proposal, "retracted", now, RetractionReason.VOLUNTEER_WITHDREW
+            )
+            touched.add(proposal["case_id"])
+        for case_id in sorted(touched):
+            await self.propose(session, case_id, now)
+
+    async def _recheck_reach(self, session: AsyncSession, case_id: UUID, now: datetime) -> None:
+        """A transfer: placements and offers the volunteer can no longer serve end and are redone."""
+        case = await self.store.lock_case(session, case_id)
+        if case is None:
+            return
+        m = self.store.t.matches
+        active = await session.execute(select(m).where(m.c.case_id == case_id, m.c.status == "active"))
+        for match in active.mappings().all():
+            if not await self._still_fits(
+                session, case["facts"], match["volunteer_id"], VolunteerRole(match["role"])
+            ):
+                await self._end_match(session, match, MatchEndReason.CASE_TRANSFERRED, now)
+                await self.store.set_case_status(session, case_id, "open", now)
+        for proposal in await self.store.open_proposals(session, case_id):
+            if not await self._still_fits(
+                session, case["facts"], proposal["volunteer_id"], VolunteerRole(proposal["role"])
+            ):
+                await self._close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CHANGED)
+
+    async def _still_fits(
+        self, session: AsyncSession, facts: dict[str, Any], volunteer_id: UUID, role: VolunteerRole
+    ) -> bool:
+        v = self.store.t.volunteers
+        row = (await session.execute(select(v).where(v.c.volunteer_id == volunteer_id))).mappings().first()
+        return row is not None and self._chooser.still_fits(facts, row, role)

@@ -1,0 +1,324 @@
+"""Matching's state in its own schema: every read and write the service layer makes, in the caller's
+transaction. The guarded updates here are what keep capacity and uniqueness true with several
+matching instances running (see ``tables.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, func, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lastline_matching.tables import MatchingTables
+from lastline_shared.contracts.cases import CaseSnapshot
+from lastline_shared.contracts.enums import DeclineReason, VolunteerRole
+from lastline_shared.contracts.facilities import FacilityStatusChanged
+from lastline_shared.contracts.volunteers import VolunteerProfile
+
+
+class MatchingStore:
+    def __init__(self, tables: MatchingTables, *, mentor_capacity: int = 3) -> None:
+        self.t = tables
+        self._mentor_capacity = mentor_capacity
+
+    # -- projections ----------------------------------------------------------------------------
+
+    async def upsert_volunteer(self, session: AsyncSession, profile: VolunteerProfile) -> None:
+        """A registered or updated volunteer: active, with the profile's capacity (load is kept)."""
+        v = self.t.volunteers
+        values = {
+            "volunteer_id": profile.volunteer_id,
+            "status": "active",
+            "profile": profile.model_dump(mode="json"),
+            "roles": [role.value for role in profile.roles],
+            "languages": list(profile.languages),
+            "facilities_reachable": list(profile.facilities_reachable),
+            "remote": profile.remote,
+            "can_mentor": profile.can_mentor,
+            "max_active_cases": profile.max_active_cases,
+        }
+        statement = insert(v).values(values)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["volunteer_id"],
+                set_={k: statement.excluded[k] for k in values if k != "volunteer_id"}
+                | {"updated_at": func.now()},
+            )
+        )
+
+    async def withdraw_volunteer(self, session: AsyncSession, volunteer_id: UUID) -> bool:
+        v = self.t.volunteers
+        result = await session.execute(
+            update(v)
+            .where(v.c.volunteer_id == volunteer_id, v.c.status == "active")
+            .values(status="withdrawn", updated_at=func.now())
+            .returning(v.c.volunteer_id)
+        )
+        return result.first() is not None
+
+    async def upsert_case(self, session: AsyncSession, snapshot: CaseSnapshot, at: datetime) -> bool:
+        """A case opened or updated; returns False if the case is closed (nothing changes)."""
+        c = self.t.cases
+        values = {
+            "case_id": snapshot.case_id,
+            "status": "open",
+            "facts": snapshot.model_dump(mode="json", exclude={"changes"}),
+            "facility_code": snapshot.facility_code,
+            "next_hearing_date": snapshot.next_hearing_date,
+            "opened_at": at,
+        }
+        statement = insert(c).values(values)
+        upsert = statement.on_conflict_do_update(
+            index_elements=["case_id"],
+            set_={
+                "facts": statement.excluded.facts,
+                "facility_code": statement.excluded.facility_code,
+                "next_hearing_date": statement.excluded.next_hearing_date,
+                "updated_at": func.now(),
+            },
+            where=c.c.status != "closed",
+        ).returning(c.c.case_id)
+        return (await session.execute(upsert)).first() is not None
+
+    async def close_case(self, session: AsyncSession, case_id: UUID) -> bool:
+        c = self.t.cases
+        result = await session.execute(
+            update(c)
+            .where(c.c.case_id == case_id, c.c.status != "closed")
+            .values(status="closed", updated_at=func.now())
+            .returning(c.c.case_id)
+        )
+        return result.first() is not None
+
+    async def set_case_status(self, session: AsyncSession, case_id: UUID, status: str, at: datetime) -> None:
+        c = self.t.cases
+        values: dict[str, Any] = {"status": status, "updated_at": at}
+        if status == "placed":
+            values["placed_at"] = at
+        await session.execute(update(c).where(c.c.case_id == case_id, c.c.status != "closed").values(values))
+
+    async def set_facility(self, session: AsyncSession, event: FacilityStatusChanged) -> None:
+        f = self.t.facilities
+        statement = insert(f).values(
+            facility_code=event.facility_code,
+            paused=event.status.value == "paused",
+            reason=event.reason.value if event.reason else None,
+            changed_at=event.effective_at,
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["facility_code"],
+                set_={
+                    "paused": statement.excluded.paused,
+                    "reason": statement.excluded.reason,
+                    "changed_at": statement.excluded.changed_at,
+                },
+            )
+        )
+
+    async def paused_facilities(self, session: AsyncSession) -> set[str]:
+        f = self.t.facilities
+        return set((await session.execute(select(f.c.facility_code).where(f.c.paused))).scalars())
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def lock_case(self, session: AsyncSession, case_id: UUID) -> RowMapping | None:
+        """The case row, locked: decisions about one case are made one at a time."""
+        c = self.t.cases
+        query = select(c).where(c.c.case_id == case_id).with_for_update()
+        return (await session.execute(query)).mappings().first()
+
+    async def candidates(
+        self,
+        session: AsyncSession,
+        *,
+        role: VolunteerRole,
+        facility_code: str,
+        languages: Sequence[str] | None,
+        limit: int = 500,
+    ) -> list[RowMapping]:
+        """Active volunteers in ``role`` with room, who reach the facility and (unless ``languages``
+        is None) share a language: the cheap prefilter before the domain's exact rules."""
+        v = self.t.volunteers
+        conditions = [
+            v.c.status == "active",
+            v.c.roles.contains([role.value]),
+            v.c.active_cases + v.c.reserved < v.c.max_active_cases,
+            or_(v.c.remote, v.c.facilities_reachable.contains([facility_code])),
+        ]
+        if languages is not None:
+            conditions.append(v.c.languages.overlap(list(languages)))
+        query = (
+            select(v)
+            .where(and_(*conditions))
+            .order_by((v.c.active_cases + v.c.reserved) * 1.0 / v.c.max_active_cases, v.c.volunteer_id)
+            .limit(limit)
+        )
+        return list((await session.execute(query)).mappings())
+
+    async def funnel(
+        self,
+        session: AsyncSession,
+        *,
+        role: VolunteerRole,
+        facility_code: str,
+        languages: Sequence[str] | None,
+    ) -> dict[str, int]:
+        """How many active volunteers pass each prefilter step in turn: what an escalation says is
+        missing (nobody in the role, nobody speaking the language, nobody reaching, nobody with room)."""
+        v = self.t.volunteers
+        in_role = and_(v.c.status == "active", v.c.roles.contains([role.value]))
+        speaks = v.c.languages.overlap(list(languages)) if languages is not None else true()
+        reaches = or_(v.c.remote, v.c.facilities_reachable.contains([facility_code]))
+        room = v.c.active_cases + v.c.reserved < v.c.max_active_cases
+        query = select(
+            func.count().filter(in_role),
+            func.count().filter(and_(in_role, speaks)),
+            func.count().filter(and_(in_role, speaks, reaches)),
+            func.count().filter(and_(in_role, speaks, reaches, room)),
+        )
+        row = (await session.execute(query)).one()
+        return dict(zip(("role", "language", "reach", "room"), row, strict=True))
+
+    async def declined_by(self, session: AsyncSession, case_id: UUID) -> set[UUID]:
+        d = self.t.declines
+        return set((await session.execute(select(d.c.volunteer_id).where(d.c.case_id == case_id))).scalars())
+
+    async def open_proposals(
+        self, session: AsyncSession, case_id: UUID, role: VolunteerRole | None = None
+    ) -> list[RowMapping]:
+        p = self.t.proposals
+        query = select(p).where(p.c.case_id == case_id, p.c.status == "open")
+        if role is not None:
+            query = query.where(p.c.role == role.value)
+        return list((await session.execute(query)).mappings())
+
+    async def proposal_counts(
+        self, session: AsyncSession, case_id: UUID, role: VolunteerRole
+    ) -> dict[str, int]:
+        p = self.t.proposals
+        query = (
+            select(p.c.status, func.count())
+            .where(p.c.case_id == case_id, p.c.role == role.value)
+            .group_by(p.c.status)
+        )
+        return dict((await session.execute(query)).all())
+
+    async def active_match(
+        self, session: AsyncSession, case_id: UUID, role: VolunteerRole
+    ) -> RowMapping | None:
+        m = self.t.matches
+        query = select(m).where(m.c.case_id == case_id, m.c.role == role.value, m.c.status == "active")
+        return (await session.execute(query)).mappings().first()
+
+    # -- capacity -------------------------------------------------------------------------------
+
+    async def reserve(self, session: AsyncSession, volunteer_id: UUID) -> bool:
+        """Hold a place for a proposal; False when the volunteer is full or gone (the guard that
+        makes overbooking impossible: Postgres re-checks the condition on the locked row)."""
+        v = self.t.volunteers
+        result = await session.execute(
+            update(v)
+            .where(
+                v.c.volunteer_id == volunteer_id,
+                v.c.status == "active",
+                v.c.active_cases + v.c.reserved < v.c.max_active_cases,
+            )
+            .values(reserved=v.c.reserved + 1)
+            .returning(v.c.volunteer_id)
+        )
+        return result.first() is not None
+
+    async def release(self, session: AsyncSession, volunteer_id: UUID) -> None:
+        """A proposal ended unanswered or declined: its place is free again."""
+        v = self.t.volunteers
+        await session.execute(
+            update(v)
+            .where(v.c.volunteer_id == volunteer_id, v.c.reserved > 0)
+            .values(reserved=v.c.reserved - 1)
+        )
+
+    async def activate(self, session: AsyncSession, volunteer_id: UUID) -> None:
+        """An accepted proposal: its reserved place becomes an active case."""
+        v = self.t.volunteers
+        await session.execute(
+            update(v)
+            .where(v.c.volunteer_id == volunteer_id)
+            .values(reserved=v.c.reserved - 1, active_cases=v.c.active_cases + 1)
+        )
+
+    async def finish(self, session: AsyncSession, volunteer_id: UUID) -> None:
+        """A match ended: one active case fewer."""
+        v = self.t.volunteers
+        await session.execute(
+            update(v)
+            .where(v.c.volunteer_id == volunteer_id, v.c.active_cases > 0)
+            .values(active_cases=v.c.active_cases - 1)
+        )
+
+    async def reserve_mentor(self, session: AsyncSession, *, exclude: UUID) -> UUID | None:
+        """The least-loaded mentor with room takes one more mentee (guarded like ``reserve``)."""
+        v, capacity = self.t.volunteers, self._mentor_capacity
+        pick = (
+            select(v.c.volunteer_id)
+            .where(
+                v.c.can_mentor, v.c.status == "active", v.c.mentees < capacity, v.c.volunteer_id != exclude
+            )
+            .order_by(v.c.mentees, v.c.volunteer_id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        result = await session.execute(
+            update(v)
+            .where(v.c.volunteer_id == pick, v.c.mentees < capacity)
+            .values(mentees=v.c.mentees + 1)
+            .returning(v.c.volunteer_id)
+        )
+        mentor: UUID | None = result.scalar_one_or_none()
+        return mentor
+
+    async def release_mentor(self, session: AsyncSession, mentor_id: UUID) -> None:
+        v = self.t.volunteers
+        await session.execute(
+            update(v).where(v.c.volunteer_id == mentor_id, v.c.mentees > 0).values(mentees=v.c.mentees - 1)
+        )
+
+    async def record_decline(
+        self, session: AsyncSession, case_id: UUID, volunteer_id: UUID, reason: DeclineReason
+    ) -> None:
+        """This volunteer is not offered this case again."""
+        d = self.t.declines
+        await session.execute(
+            insert(d)
+            .values(case_id=case_id, volunteer_id=volunteer_id, reason=reason.value)
+            .on_conflict_do_nothing()
+        )
+
+    async def expiring(self, session: AsyncSession, now: datetime, limit: int = 200) -> list[RowMapping]:
+        """Open proposals past their time, locked and skipped by other instances doing the same."""
+        p = self.t.proposals
+        query = (
+            select(p)
+            .where(p.c.status == "open", p.c.expires_at <= now)
+            .order_by(p.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await session.execute(query)).mappings())
+
+    async def open_cases_due(self, session: AsyncSession, until: date, limit: int = 500) -> list[RowMapping]:
+        c = self.t.cases
+        query = (
+            select(c)
+            .where(c.c.status == "open", c.c.next_hearing_date <= until)
+            .order_by(c.c.next_hearing_date)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await session.execute(query)).mappings())

@@ -1,0 +1,100 @@
+"""Matching's service layer on a throwaway, migrated schema, fed with real contract events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import lastline_matching
+from lastline_matching.choosing import Chooser
+from lastline_matching.placement import Placement, Timing
+from lastline_matching.store import MatchingStore
+from lastline_matching.tables import MatchingTables
+from lastline_shared import migrations
+from lastline_shared.contracts.base import Contract
+from lastline_shared.contracts.envelope import Envelope, decode
+from lastline_shared.db import make_engine, make_session_factory, new_metadata
+from lastline_shared.outbox import Outbox, outbox_table
+
+T = TypeVar("T", bound=Contract)
+MIGRATIONS = Path(lastline_matching.__file__).parent / "migrations"
+
+
+@dataclass
+class MatchingDb:
+    schema: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    tables: MatchingTables
+    outbox: Outbox
+    placement: Placement
+    clock: dict[str, Any] = field(default_factory=dict)
+
+    async def feed(self, *events: Contract, now: datetime | None = None) -> None:
+        """Apply events as the consumer would, each in its own transaction."""
+        for event in events:
+            async with self.sessions.begin() as session:
+                at = now or datetime.now(UTC)
+                if event.topic == "volunteers":
+                    await self.placement.on_volunteer(session, event, at)
+                elif event.topic == "cases":
+                    await self.placement.on_case(session, event, at)
+                else:
+                    await self.placement.on_facility(session, event, at)  # type: ignore[arg-type]
+
+    async def events(self, event_type: str | None = None) -> list[Envelope]:
+        t = self.outbox.table
+        async with self.sessions() as session:
+            rows = (await session.execute(select(t).order_by(t.c.id))).mappings().all()
+        out = []
+        for row in rows:
+            item = decode(
+                row["topic"],
+                row["key"],
+                list(zip(row["header_keys"], row["header_values"], strict=True)),
+                row["value"],
+            )
+            assert isinstance(item, Envelope), item
+            if event_type is None or item.type == event_type:
+                out.append(item)
+        return out
+
+    async def of(self, model: type[T]) -> list[T]:
+        """The data of every published event of ``model``'s type, in order."""
+        return [e.data for e in await self.events(model.event_type) if isinstance(e.data, model)]
+
+    async def volunteer(self, volunteer_id: uuid.UUID) -> dict[str, Any]:
+        v = self.tables.volunteers
+        async with self.sessions() as session:
+            row = (await session.execute(select(v).where(v.c.volunteer_id == volunteer_id))).mappings().one()
+        return dict(row)
+
+
+@asynccontextmanager
+async def matching_db(
+    database_url: str, today: date, timing: Timing | None = None
+) -> AsyncIterator[MatchingDb]:
+    schema = f"t_matching_{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(migrations.upgrade, MIGRATIONS, database_url, schema)
+    engine = make_engine(database_url, schema)
+    tables = MatchingTables(new_metadata())
+    outbox = Outbox(outbox_table(tables.volunteers.metadata), schema)
+    clock: dict[str, Any] = {"today": today}
+    placement = Placement(
+        MatchingStore(tables), outbox, Chooser(), timing=timing or Timing(), today=lambda: clock["today"]
+    )
+    try:
+        yield MatchingDb(schema, engine, make_session_factory(engine), tables, outbox, placement, clock)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await engine.dispose()
