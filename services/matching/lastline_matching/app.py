@@ -3,7 +3,7 @@
 from datetime import timedelta
 from pathlib import Path
 
-from lastline_matching import consumers, responses, timers
+from lastline_matching import consumers, responses, staff, timers
 from lastline_matching.choosing import Chooser
 from lastline_matching.placement import Placement, Timing
 from lastline_matching.store import MatchingStore
@@ -42,4 +42,5 @@ timers.register(
 runtime.routers.append(
     responses.build_router(sessions=runtime.sessions, placement=placement, settings=settings)
 )
+runtime.routers.append(staff.build_router(sessions=runtime.sessions, placement=placement))
 asyncapi = runtime.asyncapi  # for `faststream docs gen lastline_matching.app:asyncapi`

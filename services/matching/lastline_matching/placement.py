@@ -348,6 +348,58 @@ class Placement:
             .values(status=status, decided_at=now, outcome_reason=getattr(why, "value", why))
         )
 
+    # -- staff ---------------------------------------------------------------------------------
+
+    async def override(
+        self,
+        session: AsyncSession,
+        case_id: UUID,
+        volunteer_id: UUID,
+        role: VolunteerRole,
+        *,
+        by: str,
+        now: datetime,
+    ) -> UUID | None:
+        """Staff place a volunteer directly: the current match for the role ends, open offers are
+        withdrawn, and the volunteer is placed even beyond their stated capacity (staff decide)."""
+        case = await self.store.lock_case(session, case_id)
+        v = self.store.t.volunteers
+        volunteer = (
+            (await session.execute(select(v).where(v.c.volunteer_id == volunteer_id).with_for_update()))
+            .mappings()
+            .first()
+        )
+        if case is None or case["status"] == "closed" or volunteer is None or volunteer["status"] != "active":
+            return None
+        current = await self.store.active_match(session, case_id, role)
+        if current is not None:
+            await self._end_match(session, current, MatchEndReason.STAFF_OVERRIDE, now)
+        for proposal in await self.store.open_proposals(session, case_id, role):
+            await self._close_proposal(session, proposal, "retracted", now, RetractionReason.STAFF_OVERRIDE)
+        match_id = uuid4()
+        await session.execute(
+            self.store.t.matches.insert().values(
+                match_id=match_id,
+                case_id=case_id,
+                volunteer_id=volunteer_id,
+                role=role.value,
+                status="active",
+                overridden_by=by,
+                made_at=now,
+            )
+        )
+        await session.execute(
+            update(v).where(v.c.volunteer_id == volunteer_id).values(active_cases=v.c.active_cases + 1)
+        )
+        await self._emit(
+            session,
+            MatchMade(
+                case_id=case_id, volunteer_id=volunteer_id, role=role, match_id=match_id, overridden_by=by
+            ),
+        )
+        await self._mark_placed_if_complete(session, case_id, now)
+        return match_id
+
     # -- escalations ----------------------------------------------------------------------------
 
     async def escalate_due(self, session: AsyncSession, now: datetime) -> int:
