@@ -44,6 +44,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# SQLSTATEs of a transaction that lost a race (serialization failure, deadlock, lock timeout): the
+# same work succeeds when retried, so the whole batch is redone rather than any event dead-lettered.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` says "try the batch again later" rather than "this event is bad"."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        for cause in (error.orig, getattr(error.orig, "__cause__", None)):
+            code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+            if code in RETRYABLE_SQLSTATES:
+                return True
+    return False
+
+
 class _RetryCarefully(Exception):
     """A handler failed on the fast path: the batch is rolled back and redone event by event."""
 
@@ -202,9 +219,9 @@ class EventProcessor:
         started = time.perf_counter()
         try:
             await self._handle_batch(session, [item for _, item in batch])
-        except TRANSIENT_ERRORS:
-            raise
         except Exception as error:
+            if is_transient(error):
+                raise
             raise _RetryCarefully from error
         per_event = (time.perf_counter() - started) / len(batch)
         for record, item in batch:
@@ -232,12 +249,12 @@ class EventProcessor:
                         await self._handle_batch(session, [item])
                     self._metrics.observe_handler(record.topic, item.type, time.perf_counter() - started)
                     return "processed"
-                except TRANSIENT_ERRORS:
-                    raise
                 except PermanentError as error:
                     last_error = error
                     break
                 except Exception as error:
+                    if is_transient(error):
+                        raise
                     last_error = error
                     log.warning(
                         "event handler failed",
@@ -269,9 +286,9 @@ class EventProcessor:
                     await self._on_invalid(session, error)
                 log.info("invalid event handled", reasons=codes)
                 return "invalid"
-            except TRANSIENT_ERRORS:
-                raise
             except Exception as exc:
+                if is_transient(exc):
+                    raise
                 log.error("invalid-event handler failed", error=repr(exc))
         # No handler (internal topics) or the handler failed: keep it for review on the DLQ.
         log.warning("invalid event dead-lettered", reasons=codes)

@@ -15,9 +15,7 @@ import random
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any
 
-import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import bindparam, delete, func, select, text
@@ -26,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lastline_shared.db import asyncpg_dsn
 from lastline_shared.metrics import ServiceMetrics
 from lastline_shared.outbox import LANES, Outbox
+from lastline_shared.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
@@ -71,8 +70,7 @@ class OutboxRelay:
         self._lanes_per_claim = lanes_per_claim
         # Lock ids are stable per schema, so relays of one service contend and other services don't.
         self._lock_base = (zlib.crc32(outbox.schema.encode()) % 100_000) * LANES
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
+        self._wakeup = Wakeup(self._dsn, outbox.channel, poll_interval_s=poll_interval_s)
         self.running = False
         # Fault-injection seam for the crash tests: runs after Kafka acknowledged, before the commit.
         self.after_publish: Callable[[], None] | None = None
@@ -170,10 +168,10 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until ``stop()``; retries with backoff while Kafka or the database is away."""
         self.running = True
-        listener = asyncio.create_task(self._listen())
+        listener = asyncio.create_task(self._wakeup.listen())
         backoff = 0.1
         try:
-            while not self._stopping.is_set():
+            while not self._wakeup.stopping:
                 try:
                     published = await self.publish_pending()
                     backoff = 0.1
@@ -183,11 +181,11 @@ class OutboxRelay:
                     log.warning("outbox relay failed, retrying", error=repr(exc), backoff_s=backoff)
                     with contextlib.suppress(Exception):
                         await self.close()  # a fresh producer after a failure: no stale state
-                    await self._sleep(backoff)
+                    await self._wakeup.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 if published == 0:
-                    await self._idle()
+                    await self._wakeup.wait()
         finally:
             self.running = False
             await self.close()
@@ -196,34 +194,4 @@ class OutboxRelay:
                 await listener
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-
-    async def _idle(self) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    async def _listen(self) -> None:
-        """LISTEN for outbox commits; reconnects quietly (polling covers the gaps)."""
-        while not self._stopping.is_set():
-            conn: Any = None
-            try:
-                conn = await asyncpg.connect(self._dsn)
-                await conn.add_listener(self._outbox.channel, lambda *_: self._wake.set())
-                self._wake.set()  # rows may have committed while we were not listening
-                while not self._stopping.is_set() and not conn.is_closed():
-                    await self._sleep(5.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("outbox listener reconnecting", error=repr(exc))
-                await self._sleep(1.0)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=2)
+        self._wakeup.stop()
