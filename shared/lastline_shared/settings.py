@@ -173,6 +173,8 @@ class MatchingSettings(ServiceSettings):
     mentor_capacity: int = Field(default=3, ge=1)
     expiry_check_every_s: float = Field(default=5, gt=0)
     escalation_check_every_s: float = Field(default=60, gt=0)
+    # Loops per instance deciding queued cases (each in its own short transaction).
+    decision_loops: int = Field(default=2, ge=1)
     network_timezone: str = "America/New_York"
 
 

@@ -120,10 +120,11 @@ async def test_decline_goes_to_the_next_volunteer_and_never_back(db: MatchingDb)
     await db.feed(first, second, c, now=NOW)
     [p1] = await db.of(MatchProposed)
     async with db.sessions.begin() as session:
-        assert (
-            await db.placement.decline(session, p1.proposal_id, p1.volunteer_id, DeclineReason.SCHEDULE, NOW)
-            == "declined"
+        answer = await db.placement.decline(
+            session, p1.proposal_id, p1.volunteer_id, DeclineReason.SCHEDULE, NOW
         )
+    assert answer == "declined"
+    await db.decide(NOW)
     proposals = await db.of(MatchProposed)
     assert len(proposals) == 2
     assert proposals[1].volunteer_id != p1.volunteer_id
@@ -136,6 +137,7 @@ async def test_decline_goes_to_the_next_volunteer_and_never_back(db: MatchingDb)
             DeclineReason.SCHEDULE,
             NOW,
         )
+    await db.decide(NOW)
     assert len(await db.of(MatchProposed)) == 2  # nobody left who has not declined
     for v in (first, second):
         assert (await db.volunteer(v.volunteer_id))["reserved"] == 0
@@ -146,6 +148,7 @@ async def test_unanswered_proposal_expires_and_moves_on(db: MatchingDb) -> None:
     await db.feed(volunteer(), volunteer(), case(), now=NOW)
     async with db.sessions.begin() as session:
         assert await db.placement.expire_due(session, NOW + timedelta(days=3)) == 1
+    await db.decide(NOW)
     assert len(await db.of(MatchExpired)) == 1
     assert len(await db.of(MatchProposed)) == 2
 
@@ -174,6 +177,7 @@ async def test_capacity_holds_under_concurrent_proposals(db: MatchingDb) -> None
             await db.placement.on_case(session, c, NOW)
 
     await asyncio.gather(*(open_case(c) for c in cases))
+    await asyncio.gather(*(db.decide(NOW) for _ in range(4)))  # four decision loops at once
     assert len(await db.of(MatchProposed)) == 1
     row = await db.volunteer(v.volunteer_id)
     assert row["active_cases"] + row["reserved"] <= row["max_active_cases"]

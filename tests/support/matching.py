@@ -40,16 +40,28 @@ class MatchingDb:
     clock: dict[str, Any] = field(default_factory=dict)
 
     async def feed(self, *events: Contract, now: datetime | None = None) -> None:
-        """Apply events as the consumer would, each in its own transaction."""
+        """Apply events as the consumer would, each in its own transaction, then let the decision
+        loop work through the queue."""
+        at = now or datetime.now(UTC)
         for event in events:
             async with self.sessions.begin() as session:
-                at = now or datetime.now(UTC)
                 if event.topic == "volunteers":
                     await self.placement.on_volunteer(session, event, at)
+                    await self.placement.store.queue_waiting(session)
                 elif event.topic == "cases":
                     await self.placement.on_case(session, event, at)
                 else:
                     await self.placement.on_facility(session, event, at)  # type: ignore[arg-type]
+        await self.decide(at)
+
+    async def decide(self, now: datetime | None = None) -> int:
+        """Decide every queued case, as the decision loops would; returns how many."""
+        decided = 0
+        while True:
+            async with self.sessions.begin() as session:
+                if await self.placement.decide_next(session, now or datetime.now(UTC)) is None:
+                    return decided
+            decided += 1
 
     async def events(self, event_type: str | None = None) -> list[Envelope]:
         t = self.outbox.table
@@ -90,7 +102,11 @@ async def matching_db(
     outbox = Outbox(outbox_table(tables.volunteers.metadata), schema)
     clock: dict[str, Any] = {"today": today}
     placement = Placement(
-        MatchingStore(tables), outbox, Chooser(), timing=timing or Timing(), today=lambda: clock["today"]
+        MatchingStore(tables, schema=schema),
+        outbox,
+        Chooser(),
+        timing=timing or Timing(),
+        today=lambda: clock["today"],
     )
     try:
         yield MatchingDb(schema, engine, make_session_factory(engine), tables, outbox, placement, clock)

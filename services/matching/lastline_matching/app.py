@@ -20,7 +20,7 @@ tables = MatchingTables(metadata)
 runtime = ServiceRuntime(settings, metadata, migrations_dir=Path(__file__).parent / "migrations")
 runtime.publishes(MATCHES)
 placement = Placement(
-    MatchingStore(tables, mentor_capacity=settings.mentor_capacity),
+    MatchingStore(tables, mentor_capacity=settings.mentor_capacity, schema=settings.db_schema),
     runtime.outbox,
     Chooser(),
     timing=Timing(
@@ -38,6 +38,7 @@ timers.register(
     placement,
     expiry_every_s=settings.expiry_check_every_s,
     escalation_every_s=settings.escalation_check_every_s,
+    decision_loops=settings.decision_loops,
 )
 runtime.routers.append(
     responses.build_router(sessions=runtime.sessions, placement=placement, settings=settings)

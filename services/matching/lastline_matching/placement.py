@@ -98,8 +98,7 @@ class Placement:
 
     async def on_volunteer(self, session: AsyncSession, event: Contract, now: datetime) -> None:
         if isinstance(event, VolunteerProfile):
-            await self.store.upsert_volunteer(session, event)
-            await self.offer_waiting_cases(session, now)
+            await self.store.upsert_volunteer(session, event)  # the consumer queues waiting cases
         elif isinstance(event, VolunteerWithdrawn) and await self.store.withdraw_volunteer(
             session, event.volunteer_id
         ):
@@ -111,7 +110,7 @@ class Placement:
                 return  # closed already
             if isinstance(event, CaseUpdated) and CaseChange.TRANSFERRED in event.changes:
                 await self._recheck_reach(session, event.case_id, now)
-            await self.propose(session, event.case_id, now)
+            await self.store.queue(session, [event.case_id])
         elif isinstance(event, CaseClosed) and await self.store.close_case(session, event.case_id):
             await self._end_case(session, event.case_id, MatchEndReason.CASE_CLOSED, now)
 
@@ -128,8 +127,14 @@ class Placement:
                     session, proposal, "retracted", now, RetractionReason.FACILITY_PAUSED
                 )
         else:
-            for case_id in (await session.execute(cases.order_by(c.c.next_hearing_date))).scalars().all():
-                await self.propose(session, case_id, now)
+            await self.store.queue(session, (await session.execute(cases)).scalars().all())
+
+    async def decide_next(self, session: AsyncSession, now: datetime) -> UUID | None:
+        """Take one queued case and make its proposals; None when the queue has nothing due."""
+        case_id = await self.store.claim_pending(session)
+        if case_id is not None:
+            await self.propose(session, case_id, now)
+        return case_id
 
     # -- proposing ------------------------------------------------------------------------------
 
@@ -212,19 +217,6 @@ class Placement:
         )
         return proposal_id
 
-    async def offer_waiting_cases(self, session: AsyncSession, now: datetime, limit: int = 20) -> None:
-        """New volunteers or freed capacity: the most urgent open cases without an offer get one."""
-        c, p = self.store.t.cases, self.store.t.proposals
-        waiting = (
-            select(c.c.case_id)
-            .where(c.c.status == "open")
-            .where(~select(p.c.proposal_id).where(p.c.case_id == c.c.case_id, p.c.status == "open").exists())
-            .order_by(c.c.next_hearing_date.asc().nulls_last(), c.c.opened_at)
-            .limit(limit)
-        )
-        for case_id in (await session.execute(waiting)).scalars().all():
-            await self.propose(session, case_id, now)
-
     # -- answers --------------------------------------------------------------------------------
 
     async def _lock_proposal(self, session: AsyncSession, proposal_id: UUID) -> RowMapping | None:
@@ -299,7 +291,7 @@ class Placement:
             return proposal["status"]  # type: ignore[no-any-return]
         await self.store.record_decline(session, proposal["case_id"], volunteer_id, reason)
         await self._close_proposal(session, proposal, "declined", now, reason=reason)
-        await self.propose(session, proposal["case_id"], now)
+        await self.store.queue(session, [proposal["case_id"]])
         return "declined"
 
     async def expire_due(self, session: AsyncSession, now: datetime) -> int:
@@ -307,8 +299,7 @@ class Placement:
         expired = await self.store.expiring(session, now)
         for proposal in expired:
             await self._close_proposal(session, proposal, "expired", now)
-        for case_id in {p["case_id"] for p in expired}:
-            await self.propose(session, case_id, now)
+        await self.store.queue(session, [p["case_id"] for p in expired])
         return len(expired)
 
     async def _close_proposal(
@@ -533,7 +524,7 @@ class Placement:
             await self._end_match(session, match, reason, now)
         for proposal in await self.store.open_proposals(session, case_id):
             await self._close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CLOSED)
-        await self.offer_waiting_cases(session, now)
+        await self.store.queue_waiting(session)  # the volunteers freed can take waiting cases
 
     async def _volunteer_gone(self, session: AsyncSession, volunteer_id: UUID, now: datetime) -> None:
         m, p = self.store.t.matches, self.store.t.proposals
@@ -553,8 +544,7 @@ class Placement:
                 session, proposal, "retracted", now, RetractionReason.VOLUNTEER_WITHDREW
             )
             touched.add(proposal["case_id"])
-        for case_id in sorted(touched):
-            await self.propose(session, case_id, now)
+        await self.store.queue(session, sorted(touched))
 
     async def _recheck_reach(self, session: AsyncSession, case_id: UUID, now: datetime) -> None:
         """A transfer: placements and offers the volunteer can no longer serve end and are redone."""

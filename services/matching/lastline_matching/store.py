@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, or_, select, true, update
+from sqlalchemy import and_, delete, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,9 +22,11 @@ from lastline_shared.contracts.volunteers import VolunteerProfile
 
 
 class MatchingStore:
-    def __init__(self, tables: MatchingTables, *, mentor_capacity: int = 3) -> None:
+    def __init__(self, tables: MatchingTables, *, mentor_capacity: int = 3, schema: str = "matching") -> None:
         self.t = tables
         self._mentor_capacity = mentor_capacity
+        self.pending_channel = f"lastline_pending_{schema}"
+        """Notified when cases are queued: the decision loops wake at the commit."""
 
     # -- projections ----------------------------------------------------------------------------
 
@@ -124,6 +126,65 @@ class MatchingStore:
     async def paused_facilities(self, session: AsyncSession) -> set[str]:
         f = self.t.facilities
         return set((await session.execute(select(f.c.facility_code).where(f.c.paused))).scalars())
+
+    # -- the decision queue ----------------------------------------------------------------------
+
+    async def queue(self, session: AsyncSession, case_ids: Sequence[UUID]) -> None:
+        """Ask the decision loops to (re)consider these cases once this transaction commits."""
+        if not case_ids:
+            return
+        q = self.t.pending
+        await session.execute(
+            # In key order: two transactions queueing overlapping cases then never deadlock.
+            insert(q)
+            .values([{"case_id": case_id} for case_id in sorted(set(case_ids))])
+            .on_conflict_do_nothing()
+        )
+        await session.execute(select(func.pg_notify(self.pending_channel, "")))
+
+    async def queue_waiting(self, session: AsyncSession, limit: int = 50) -> None:
+        """New volunteers or freed capacity: the most urgent open cases without an offer."""
+        c, p, q = self.t.cases, self.t.proposals, self.t.pending
+        waiting = (
+            select(c.c.case_id)
+            .where(c.c.status == "open")
+            .where(~select(p.c.proposal_id).where(p.c.case_id == c.c.case_id, p.c.status == "open").exists())
+            .order_by(c.c.next_hearing_date.asc().nulls_last(), c.c.opened_at)
+            .limit(limit)
+        )
+        await session.execute(insert(q).from_select(["case_id"], waiting).on_conflict_do_nothing())
+        await session.execute(select(func.pg_notify(self.pending_channel, "")))
+
+    async def claim_pending(self, session: AsyncSession) -> UUID | None:
+        """Take one due case off the queue (another instance skips it); None when nothing is due."""
+        q = self.t.pending
+        due = (
+            select(q.c.case_id)
+            .where(q.c.due_at <= func.now())
+            .order_by(q.c.due_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        result = await session.execute(delete(q).where(q.c.case_id == due).returning(q.c.case_id))
+        case_id: UUID | None = result.scalar_one_or_none()
+        return case_id
+
+    async def postpone(self, session: AsyncSession, case_id: UUID, seconds: float, max_attempts: int) -> bool:
+        """A case whose decision failed comes back later; False once it has failed too often."""
+        q = self.t.pending
+        statement = insert(q).values(
+            case_id=case_id, due_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds), attempts=1
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["case_id"],
+            set_={"due_at": statement.excluded.due_at, "attempts": q.c.attempts + 1},
+        )
+        attempts = (await session.execute(statement.returning(q.c.attempts))).scalar_one()
+        if attempts > max_attempts:
+            await session.execute(delete(q).where(q.c.case_id == case_id))
+            return False
+        return True
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -144,6 +144,17 @@ class MatchingTables:
             Index(None, "volunteer_id", "status"),
             Index(None, "mentor_id", postgresql_where=text("status = 'active'")),
         )
+        # Cases to (re)consider, claimed one at a time by the decision loops of every instance: the
+        # consumer only records that something changed, so its batches stay short and a decision
+        # never holds locks of many cases at once.
+        self.pending = Table(
+            "pending_cases",
+            metadata,
+            Column("case_id", UUID(as_uuid=True), primary_key=True),
+            Column("due_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+            Column("attempts", Integer, nullable=False, server_default="0"),
+            Index(None, "due_at"),
+        )
         self.declines = Table(
             "declines",
             metadata,

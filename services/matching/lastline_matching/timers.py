@@ -1,12 +1,14 @@
-"""Matching's clocks: proposals that expire and cases that escalate as their hearing nears.
+"""Matching's loops: decisions on queued cases, proposals that expire, cases that escalate.
 
 Each loop works in short transactions and claims its rows with ``SKIP LOCKED``, so several
-matching instances share the work without doing it twice.
+matching instances share the work without doing it twice. The decision loops wake on the queue's
+NOTIFY, at the commit of whatever queued a case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +17,15 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_matching.placement import Placement
+from lastline_shared.consumer import is_transient
+from lastline_shared.db import asyncpg_dsn
 from lastline_shared.runtime import ServiceRuntime
+from lastline_shared.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
+
+MAX_DECISION_ATTEMPTS = 5
+"""A case whose decision keeps failing leaves the queue after this many tries (escalations still see it)."""
 
 
 def _loop(
@@ -40,8 +48,48 @@ def _loop(
     return run
 
 
+def _decisions(
+    runtime: ServiceRuntime, placement: Placement, wakeup: Wakeup
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    store = placement.store
+
+    async def run() -> None:
+        failures = 0
+        while True:
+            case_id = None
+            try:
+                async with runtime.sessions() as session, session.begin():
+                    case_id = await placement.decide_next(session, datetime.now(UTC))
+                failures = 0
+                if case_id is None:
+                    await wakeup.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # The claim rolled back with the decision: the case is still queued.
+                failures += 1
+                if case_id is not None and not is_transient(error):
+                    log.error("decision failed", case_id=str(case_id), error=repr(error))
+                    with contextlib.suppress(Exception):
+                        async with runtime.sessions() as session, session.begin():
+                            await store.postpone(session, case_id, 5.0 * failures, MAX_DECISION_ATTEMPTS)
+                await asyncio.sleep(min(0.05 * 2**failures, 5.0))
+
+    return run
+
+
 def register(
-    runtime: ServiceRuntime, placement: Placement, *, expiry_every_s: float, escalation_every_s: float
+    runtime: ServiceRuntime,
+    placement: Placement,
+    *,
+    expiry_every_s: float,
+    escalation_every_s: float,
+    decision_loops: int = 2,
 ) -> None:
+    dsn = asyncpg_dsn(runtime.settings.database_url)
+    wakeup = Wakeup(dsn, placement.store.pending_channel, poll_interval_s=1.0)
+    runtime.add_task("decision-listener", wakeup.listen)
+    for i in range(decision_loops):
+        runtime.add_task(f"decisions-{i}", _decisions(runtime, placement, wakeup))
     runtime.add_task("expiry", _loop(runtime, "proposal expiry", expiry_every_s, placement.expire_due))
     runtime.add_task("escalation", _loop(runtime, "escalation", escalation_every_s, placement.escalate_due))
