@@ -31,9 +31,10 @@ lint: deps ## ruff and mypy
 	$(PY) ruff format --check .
 	$(PY) mypy
 
-docs: deps ## Regenerate JSON Schemas and AsyncAPI documents under docs/
+docs: deps ## Regenerate JSON Schemas, AsyncAPI and OpenAPI documents under docs/
 	$(PY) python -m lastline_shared.contracts.export docs/schemas
 	$(PY) python -m lastline_infra.asyncapi docs/asyncapi
+	$(PY) python -m lastline_infra.openapi docs/openapi
 
 bench: infra-up ## Benchmarks; prints a table and writes bench/results.json
 	$(PY) python -m bench

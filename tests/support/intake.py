@@ -50,6 +50,11 @@ class IntakeDb:
                 contact_email="ops@example.org",
             )
 
+    async def issue_key(self, partner_id: str) -> str:
+        """A new API key for the partner (the plaintext, as the partner would hold it)."""
+        async with self.sessions.begin() as session:
+            return await self.partners.issue_key(session, partner_id)
+
     async def submit(self, *received: Received) -> list[Decision]:
         async with self.sessions.begin() as session:
             return await self.processor.process(session, received)

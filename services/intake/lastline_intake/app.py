@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lastline_intake import consumers
+from lastline_intake import consumers, http_api
 from lastline_intake.partners import PartnerRepository
 from lastline_intake.pii import Keyring, decode_key
 from lastline_intake.processing import SubmissionProcessor
@@ -28,3 +28,6 @@ processor = SubmissionProcessor(
 )
 consumers.register(runtime, processor)
 asyncapi = runtime.asyncapi  # for `faststream docs gen lastline_intake.app:asyncapi`
+runtime.routers.append(
+    http_api.build_router(sessions=runtime.sessions, processor=processor, partners=partners)
+)
