@@ -37,39 +37,40 @@ class Chooser:
         return None
 
     def choose(
-        self, facts: Mapping[str, Any], rows: Sequence[Mapping[Any, Any]], role: VolunteerRole
+        self,
+        facts: Mapping[str, Any],
+        rows: Sequence[Mapping[Any, Any]],
+        role: VolunteerRole,
+        limit: int = 3,
     ) -> list[Choice]:
-        """The eligible candidates, best first."""
-        choices = []
+        """The ``limit`` best eligible candidates, best first."""
+        complex_case = bool(_COMPLEX & set(facts.get("complexity_flags", ())))
+        preferred = facts["languages"][0]
+        scored: list[tuple[float, str, Mapping[Any, Any], float, float, bool]] = []
         for row in rows:
-            profile = row["profile"]
-            competent = role is not VolunteerRole.ATTORNEY or facts["case_type"] in profile["practice_areas"]
-            novice = profile["experience_level"] == "novice"
-            complex_case = bool(_COMPLEX & set(facts.get("complex_flags", facts.get("complexity_flags", ()))))
+            novice = row["experience_level"] == "novice"
+            competent = role is not VolunteerRole.ATTORNEY or facts["case_type"] in row["practice_areas"]
             if not competent and not (novice and not complex_case):
                 continue
             load = (row["active_cases"] + row["reserved"]) / max(row["max_active_cases"], 1)
-            language = 1.0 if facts["languages"][0] in row["languages"] else 0.5
+            language = 1.0 if preferred in row["languages"] else 0.5
+            score = (2 * language + (1 - load)) / 3
+            scored.append((-score, str(row["volunteer_id"]), row, language, load, novice))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        choices = []
+        for negative, _, row, language, load, novice in scored[:limit]:
             components = (
                 ScoreComponent(factor=ScoreComponentName.LANGUAGE, value=language, weight=2.0),
                 ScoreComponent(factor=ScoreComponentName.LOAD, value=round(1 - load, 4), weight=1.0),
             )
-            score = round((2 * language + (1 - load)) / 3, 4)
-            reasons = [
+            reasons = (
                 MatchConstraint.ROLE_FITS,
                 MatchConstraint.CAPACITY_AVAILABLE,
                 MatchConstraint.FACILITY_OPEN,
-            ]
-            choices.append(
-                Choice(
-                    row["volunteer_id"],
-                    score,
-                    components,
-                    tuple(reasons),
-                    novice and role is VolunteerRole.ATTORNEY,
-                )
             )
-        return sorted(choices, key=lambda c: (-c.score, str(c.volunteer_id)))
+            mentor = novice and role is VolunteerRole.ATTORNEY
+            choices.append(Choice(row["volunteer_id"], round(-negative, 4), components, reasons, mentor))
+        return choices
 
     def still_fits(self, facts: Mapping[str, Any], row: Mapping[Any, Any], role: VolunteerRole) -> bool:
         return bool(row["remote"] or facts["facility_code"] in row["facilities_reachable"])

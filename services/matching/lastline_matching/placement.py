@@ -144,21 +144,20 @@ class Placement:
         if case is None or case["status"] != "open":
             return []
         facts = case["facts"]
-        paused = await self.store.paused_facilities(session)
-        if facts["facility_code"] in paused:
+        if case["paused"]:
             return []
         made: list[UUID] = []
-        declined = await self.store.declined_by(session, case_id)
+        history = await self.store.history(session, case_id)
         hearing = case["next_hearing_date"]
         urgent = hearing is not None and (hearing - self._today()).days <= self._timing.urgent_days
         for role in self._chooser.roles_needed(facts):
-            if await self.store.active_match(session, case_id, role) is not None:
+            if role in history.matched:
                 continue
-            open_now = await self.store.open_proposals(session, case_id, role)
+            open_now = history.open_to(role)
             wanted = (self._timing.urgent_fanout if urgent else 1) - len(open_now)
             if wanted <= 0:
                 continue
-            excluded = declined | {row["volunteer_id"] for row in open_now}
+            excluded = history.declined | open_now
             rows = await self.store.candidates(
                 session,
                 role=role,
@@ -173,15 +172,25 @@ class Placement:
                     break
                 if not await self.store.reserve(session, choice.volunteer_id):
                     continue  # filled up meanwhile (another instance, another case)
-                made.append(await self._insert_proposal(session, case, role, choice, now=now))
+                attempt = history.attempts(role) + 1
+                history.proposals.append((role, choice.volunteer_id, "open"))
+                made.append(
+                    await self._insert_proposal(session, case, role, choice, now=now, attempt=attempt)
+                )
                 wanted -= 1
         return made
 
     async def _insert_proposal(
-        self, session: AsyncSession, case: RowMapping, role: VolunteerRole, choice: Choice, *, now: datetime
+        self,
+        session: AsyncSession,
+        case: RowMapping,
+        role: VolunteerRole,
+        choice: Choice,
+        *,
+        now: datetime,
+        attempt: int,
     ) -> UUID:
         p = self.store.t.proposals
-        counts = await self.store.proposal_counts(session, case["case_id"], role)
         proposal_id = uuid4()
         expires_at = self._timing.expires_at(now, case["next_hearing_date"])
         await session.execute(
@@ -195,7 +204,7 @@ class Placement:
                 components=[c.model_dump(mode="json") for c in choice.components],
                 reasons=[r.value for r in choice.reasons],
                 mentor_needed=choice.mentor_needed,
-                attempt=sum(counts.values()) + 1,
+                attempt=attempt,
                 created_at=now,
                 expires_at=expires_at,
             )
@@ -212,7 +221,7 @@ class Placement:
                 score_components=tuple(choice.components),
                 expires_at=expires_at,
                 mentor_needed=choice.mentor_needed,
-                attempt=sum(counts.values()) + 1,
+                attempt=attempt,
             ),
         )
         return proposal_id

@@ -5,11 +5,12 @@ matching instances running (see ``tables.py``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, or_, select, true, update
+from sqlalchemy import and_, delete, func, literal, or_, select, true, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,21 @@ from lastline_shared.contracts.cases import CaseSnapshot
 from lastline_shared.contracts.enums import DeclineReason, VolunteerRole
 from lastline_shared.contracts.facilities import FacilityStatusChanged
 from lastline_shared.contracts.volunteers import VolunteerProfile
+
+
+@dataclass
+class CaseHistory:
+    matched: set[VolunteerRole] = field(default_factory=set)
+    """Roles with an active match."""
+    proposals: list[tuple[VolunteerRole, UUID, str]] = field(default_factory=list)
+    """Every proposal so far: role, volunteer, status."""
+    declined: set[UUID] = field(default_factory=set)
+
+    def open_to(self, role: VolunteerRole) -> set[UUID]:
+        return {v for r, v, status in self.proposals if r is role and status == "open"}
+
+    def attempts(self, role: VolunteerRole) -> int:
+        return sum(1 for r, _, _ in self.proposals if r is role)
 
 
 class MatchingStore:
@@ -42,6 +58,13 @@ class MatchingStore:
             "facilities_reachable": list(profile.facilities_reachable),
             "remote": profile.remote,
             "can_mentor": profile.can_mentor,
+            "practice_areas": [area.value for area in profile.practice_areas],
+            "experience_level": profile.experience_level.value,
+            "federal_courts": list(profile.bar_admissions.federal_courts),
+            "eoir_registered": profile.eoir_registered,
+            "wants_mentor": profile.wants_mentor,
+            "countries_of_expertise": list(profile.countries_of_expertise),
+            "registered_partner": profile.registered_by.partner_id if profile.registered_by else None,
             "max_active_cases": profile.max_active_cases,
         }
         statement = insert(v).values(values)
@@ -189,9 +212,16 @@ class MatchingStore:
     # -- reads ----------------------------------------------------------------------------------
 
     async def lock_case(self, session: AsyncSession, case_id: UUID) -> RowMapping | None:
-        """The case row, locked: decisions about one case are made one at a time."""
-        c = self.t.cases
-        query = select(c).where(c.c.case_id == case_id).with_for_update()
+        """The case row, locked: decisions about one case are made one at a time. ``paused`` says
+        whether placements at its facility are paused."""
+        c, f = self.t.cases, self.t.facilities
+        paused = (
+            select(f.c.paused)
+            .where(f.c.facility_code == c.c.facility_code, f.c.paused)
+            .exists()
+            .label("paused")
+        )
+        query = select(c, paused).where(c.c.case_id == case_id).with_for_update(of=c)
         return (await session.execute(query)).mappings().first()
 
     async def candidates(
@@ -201,10 +231,11 @@ class MatchingStore:
         role: VolunteerRole,
         facility_code: str,
         languages: Sequence[str] | None,
-        limit: int = 500,
+        limit: int = 60,
     ) -> list[RowMapping]:
         """Active volunteers in ``role`` with room, who reach the facility and (unless ``languages``
-        is None) share a language: the cheap prefilter before the domain's exact rules."""
+        is None) share a language, least loaded first: the cheap prefilter before the domain's exact
+        rules. The profile is left out: the columns carry what the rules read."""
         v = self.t.volunteers
         conditions = [
             v.c.status == "active",
@@ -215,7 +246,7 @@ class MatchingStore:
         if languages is not None:
             conditions.append(v.c.languages.overlap(list(languages)))
         query = (
-            select(v)
+            select(*(column for column in v.c if column.name != "profile"))
             .where(and_(*conditions))
             .order_by((v.c.active_cases + v.c.reserved) * 1.0 / v.c.max_active_cases, v.c.volunteer_id)
             .limit(limit)
@@ -245,6 +276,28 @@ class MatchingStore:
         )
         row = (await session.execute(query)).one()
         return dict(zip(("role", "language", "reach", "room"), row, strict=True))
+
+    async def history(self, session: AsyncSession, case_id: UUID) -> CaseHistory:
+        """The case's active matches, proposals and declines in one round trip."""
+        m, p, d = self.t.matches, self.t.proposals, self.t.declines
+        query = union_all(
+            select(literal("match").label("kind"), m.c.role, m.c.volunteer_id, m.c.status).where(
+                m.c.case_id == case_id, m.c.status == "active"
+            ),
+            select(literal("proposal"), p.c.role, p.c.volunteer_id, p.c.status).where(p.c.case_id == case_id),
+            select(literal("decline"), literal(None), d.c.volunteer_id, literal(None)).where(
+                d.c.case_id == case_id
+            ),
+        )
+        history = CaseHistory()
+        for row in (await session.execute(query)).mappings():
+            if row["kind"] == "match":
+                history.matched.add(VolunteerRole(row["role"]))
+            elif row["kind"] == "decline":
+                history.declined.add(row["volunteer_id"])
+            else:
+                history.proposals.append((VolunteerRole(row["role"]), row["volunteer_id"], row["status"]))
+        return history
 
     async def declined_by(self, session: AsyncSession, case_id: UUID) -> set[UUID]:
         d = self.t.declines
