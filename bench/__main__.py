@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import consumer, outbox_relay
+from bench import consumer, intake, matching_flow, outbox_relay
 from bench.results import report
 from lastline_infra import ensure_up
 
@@ -13,6 +13,8 @@ async def main() -> None:
     infra = await ensure_up()
     figures = await outbox_relay.run(infra)
     figures += await consumer.run(infra)
+    figures += await intake.run(infra)
+    figures += await matching_flow.run(infra)
     report(figures)
 
 
