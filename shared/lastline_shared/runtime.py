@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -174,6 +175,9 @@ class ServiceRuntime:
         tasks = [
             asyncio.create_task(factory(), name=f"{self.name}-{n}") for n, factory in self._task_factories
         ]
+        # Everything loaded so far (modules, models, reference data) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise rescan it on every pass.
+        gc.freeze()
         log.info("service started", service=self.name)
         try:
             yield

@@ -27,7 +27,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import structlog
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,13 +217,13 @@ class SubmissionProcessor:
             )
         if not rows:
             return set(), firsts
+        # Executemany of one cached statement: no per-batch compilation of a huge VALUES list.
         statement = (
             insert(t)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=["partner_id", "event_id"])
             .returning(t.c.submission_id)
         )
-        claimed = set((await session.execute(statement)).scalars())
+        claimed = set((await session.execute(statement, rows)).scalars())
         return claimed, firsts
 
     async def _earlier(
@@ -755,18 +755,7 @@ class SubmissionProcessor:
         t = self._t
         volunteers = [v for v in work.volunteers.values() if v.dirty]
         if volunteers:
-            statement = insert(t.volunteers).values(
-                [
-                    {
-                        "volunteer_id": v.volunteer_id,
-                        "email_key": v.email_key,
-                        "status": v.status,
-                        "profile": v.profile,
-                        "version": v.version,
-                    }
-                    for v in volunteers
-                ]
-            )
+            statement = insert(t.volunteers)
             excluded = statement.excluded
             await session.execute(
                 statement.on_conflict_do_update(
@@ -776,9 +765,19 @@ class SubmissionProcessor:
                         "status": excluded.status,
                         "profile": excluded.profile,
                         "version": excluded.version,
-                        "updated_at": work.now,
+                        "updated_at": func.now(),
                     },
-                )
+                ),
+                [
+                    {
+                        "volunteer_id": v.volunteer_id,
+                        "email_key": v.email_key,
+                        "status": v.status,
+                        "profile": v.profile,
+                        "version": v.version,
+                    }
+                    for v in volunteers
+                ],
             )
         cases = [c for c in work.cases.values() if c.dirty]
         if cases:
@@ -800,7 +799,7 @@ class SubmissionProcessor:
                         "version": case.version,
                     }
                 )
-            statement = insert(t.cases).values(rows)
+            statement = insert(t.cases)
             excluded = statement.excluded
             await session.execute(
                 statement.on_conflict_do_update(
@@ -814,20 +813,21 @@ class SubmissionProcessor:
                         "outcome": excluded.outcome,
                         "closed_on": excluded.closed_on,
                         "version": excluded.version,
-                        "updated_at": work.now,
+                        "updated_at": func.now(),
                     },
-                )
+                ),
+                rows,
             )
         if work.new_volunteer_refs:
-            await session.execute(insert(t.volunteer_refs).values(work.new_volunteer_refs))
+            await session.execute(insert(t.volunteer_refs), work.new_volunteer_refs)
         if work.new_case_refs:
-            await session.execute(insert(t.case_refs).values(work.new_case_refs))
+            await session.execute(insert(t.case_refs), work.new_case_refs)
         if work.held_rows:
-            await session.execute(insert(t.held).values(work.held_rows))
+            await session.execute(insert(t.held), work.held_rows)
         if work.released_held:
             await session.execute(delete(t.held).where(t.held.c.submission_id.in_(work.released_held)))
         if work.quarantine_rows:
-            await session.execute(insert(t.quarantine).values(work.quarantine_rows))
+            await session.execute(insert(t.quarantine), work.quarantine_rows)
         if work.decisions:
             s = t.submissions
             await session.execute(

@@ -12,6 +12,7 @@ language detained people speak (Mam, K'iche' and Q'anjob'al have no two-letter c
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from functools import cache
 from typing import Annotated, TypeVar
@@ -90,10 +91,19 @@ def _country(code: str) -> str:
 
 
 def _email(value: str) -> str:
+    normalised = _validated_email(value)
+    if normalised is None:
+        raise PydanticCustomError("email", "Not a valid email address")
+    return normalised
+
+
+@functools.lru_cache(maxsize=65_536)
+def _validated_email(value: str) -> str | None:
+    # The same addresses (referral contacts, volunteers) come again and again; validation is slow.
     try:
         return validate_email(value)[1]  # email-validator's checks; the domain comes back lower case
-    except PydanticCustomError as error:
-        raise PydanticCustomError("email", "Not a valid email address") from error
+    except PydanticCustomError:
+        return None
 
 
 def _a_number(value: str) -> str:
