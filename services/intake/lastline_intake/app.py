@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lastline_intake import consumers, http_api
+from lastline_intake import consumers, facilities, http_api, packets, quarantine, retention
 from lastline_intake.partners import PartnerRepository
 from lastline_intake.pii import Keyring, decode_key
 from lastline_intake.processing import SubmissionProcessor
@@ -31,3 +31,8 @@ asyncapi = runtime.asyncapi  # for `faststream docs gen lastline_intake.app:asyn
 runtime.routers.append(
     http_api.build_router(sessions=runtime.sessions, processor=processor, partners=partners)
 )
+# Staff and volunteer endpoints: facility status, case packets, quarantine review; PII retention.
+facilities.register(runtime)
+packets.register(runtime, tables=tables, partners=partners, keyring=keyring, settings=settings)
+quarantine.register(runtime, tables=tables, keyring=keyring)
+pii_retention = retention.register(runtime, tables=tables, partners=partners, settings=settings)

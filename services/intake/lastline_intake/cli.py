@@ -1,4 +1,5 @@
-"""``lastline-intake partners ...``: create partners, issue and revoke their API keys.
+"""``lastline-intake partners ...``: create partners, issue and revoke their API keys;
+``lastline-intake erase-expired``: erase client PII whose retention period has passed.
 
 Every command first brings intake's schema up to date, so it works on a fresh database. Keys are
 printed once, to stdout; warnings go to stderr so that stdout can be piped into a secret store.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -21,6 +23,7 @@ from lastline_intake.partners import (
     PartnerRepository,
     parse_key,
 )
+from lastline_intake.retention import Erased, Retention
 from lastline_shared.contracts.topics import partner_topic_partitions, partner_topics
 from lastline_shared.kafka_admin import ensure_topics
 from lastline_shared.logging import configure_logging
@@ -105,6 +108,30 @@ def partners_cli(runtime: ServiceRuntime, repository: PartnerRepository) -> type
             typer.echo(f"revoked key {key.key_id} of partner {key.partner_id} at {key.revoked_at}")
 
         _run(runtime, work)
+
+    return cli
+
+
+def intake_cli(runtime: ServiceRuntime, repository: PartnerRepository, retention: Retention) -> typer.Typer:
+    """Intake's own commands: ``partners ...`` and ``erase-expired`` (merged into the service CLI)."""
+    cli = typer.Typer()
+    cli.add_typer(partners_cli(runtime, repository))
+
+    @cli.command("erase-expired")
+    def erase_expired() -> None:
+        """Erase client PII whose retention period (INTAKE_PII_RETENTION_DAYS) has passed, now.
+
+        The service does the same every hour; this is for a first run or a check.
+        """
+
+        async def work() -> Erased:
+            return await retention.erase_all(runtime.sessions, now=datetime.now(UTC))
+
+        erased = _run(runtime, work)
+        typer.echo(f"retention_days: {retention.period.days}")
+        typer.echo(f"cases: {erased.cases}")
+        typer.echo(f"quarantine_values: {erased.quarantine_values}")
+        typer.echo(f"held_submissions: {erased.held_submissions}")
 
     return cli
 

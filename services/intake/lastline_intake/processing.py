@@ -371,6 +371,7 @@ class SubmissionProcessor:
             select(h)
             .where(tuple_(h.c.record_kind, h.c.partner_id, h.c.external_id).in_(registrations))
             .order_by(h.c.received_at)
+            .with_for_update()  # retention may be dropping the same rows
         )
         for row in (await session.execute(query)).mappings():
             model = SUBMISSION_BY_TYPE[row["event_type"]]
