@@ -170,11 +170,13 @@ class ServiceRuntime:
             shared_topic_partitions(self.settings.topic_partitions),
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")
-        await self.broker.start()
-        observer = asyncio.create_task(self._observe(), name=f"{self.name}-observer")
+        # Background loops need not wait for the consumer group to (re)form (after a crash that
+        # takes up to a session timeout).
         tasks = [
             asyncio.create_task(factory(), name=f"{self.name}-{n}") for n, factory in self._task_factories
         ]
+        await self.broker.start()
+        observer = asyncio.create_task(self._observe(), name=f"{self.name}-observer")
         # Everything loaded so far (modules, models, reference data) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise rescan it on every pass.
         gc.freeze()

@@ -183,6 +183,38 @@ class NotificationsSettings(ServiceSettings):
     service_name: str = "notifications"
     http_port: Port = 8003
 
+    # The mail server: "starttls" upgrades a plain connection (port 587), "tls" connects over TLS
+    # (port 465), "none" only for a local mail catcher. Username and password when it wants them.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Port = 1025
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = Field(default=15, gt=0)
+    mail_from: str = "Lastline <noreply@lastline.invalid>"
+    # Staff addresses emailed when a case reaches the last escalation level (JSON list).
+    oncall_emails: list[str] = Field(default_factory=list)
+    # Where people's browsers reach matching (proposal answers) and intake (case packets).
+    matching_public_url: str = "http://127.0.0.1:8002"
+    intake_public_url: str = "http://127.0.0.1:8001"
+    # How long the case-packet link in a placement email stays valid (intake has the same setting).
+    packet_link_ttl_hours: int = Field(default=72, ge=1)
+    # Concurrent senders over their own SMTP connection; each may resend one message after a crash.
+    email_senders: int = Field(default=2, ge=1)
+    email_max_attempts: int = Field(default=6, ge=1)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_timeout_s: float = Field(default=10, gt=0)
+    # Webhook endpoints served at once (each endpoint by one sender, so a slow one delays only itself).
+    webhook_max_endpoints: int = Field(default=32, ge=1)
+    # Retries wait base * 2^(attempt-1), capped, with jitter.
+    retry_base_s: float = Field(default=10, gt=0)
+    retry_max_s: float = Field(default=3600, gt=0)
+    # A delivery claimed longer ago than this by a sender that died is sent again.
+    delivery_lease_s: float = Field(default=120, gt=0)
+    reminder_days: list[int] = Field(default_factory=lambda: [7, 1])
+    reminder_check_every_s: float = Field(default=600, gt=0)
+    network_timezone: str = "America/New_York"
+
 
 class ReportingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REPORTING_")
