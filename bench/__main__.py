@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import consumer, intake, matching_flow, outbox_relay
+from bench import consumer, intake, matching_flow, matching_quality, notifications, outbox_relay, reporting
 from bench.results import report
 from lastline_infra import ensure_up
 
@@ -15,6 +15,9 @@ async def main() -> None:
     figures += await consumer.run(infra)
     figures += await intake.run(infra)
     figures += await matching_flow.run(infra)
+    figures += matching_quality.run()
+    figures += await reporting.run(infra)
+    figures += await notifications.run(infra)
     report(figures)
 
 

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
@@ -59,3 +59,24 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
         if key == name:
             return bytes(value).decode()
     return None
+
+
+async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    """Commit the current end of ``topics`` for ``group``: a service started in that group then sees
+    only what is published from now on, not the history other tests left on the shared topics."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())
+        ]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit(ends)
+    finally:
+        await consumer.stop()

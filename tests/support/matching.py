@@ -104,7 +104,7 @@ async def matching_db(
     placement = Placement(
         MatchingStore(tables, schema=schema),
         outbox,
-        Chooser(),
+        Chooser(today=lambda: clock["today"]),
         timing=timing or Timing(),
         today=lambda: clock["today"],
     )

@@ -22,7 +22,7 @@ runtime.publishes(MATCHES)
 placement = Placement(
     MatchingStore(tables, mentor_capacity=settings.mentor_capacity, schema=settings.db_schema),
     runtime.outbox,
-    Chooser(),
+    Chooser(today=network_today(settings.network_timezone), mentor_capacity=settings.mentor_capacity),
     timing=Timing(
         base=timedelta(hours=settings.proposal_ttl_hours),
         floor=timedelta(hours=settings.proposal_ttl_floor_hours),

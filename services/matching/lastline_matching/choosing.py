@@ -3,12 +3,16 @@ order. The rules themselves live in ``lastline_matching.domain`` (pure, tested o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from uuid import UUID
 
-from lastline_shared.contracts.enums import CaseNeed, MatchConstraint, ScoreComponentName, VolunteerRole
+from lastline_matching.domain.eligibility import Context
+from lastline_matching.domain.model import DEFAULT_MENTOR_CAPACITY, CaseView, VolunteerView
+from lastline_matching.domain.scoring import rank
+from lastline_shared.contracts.enums import CaseNeed, MatchConstraint, VolunteerRole
 from lastline_shared.contracts.matches import ScoreComponent
 
 
@@ -23,6 +27,10 @@ class Choice:
 
 class Chooser:
     """Decisions about candidates, given the case's facts (as stored) and volunteers' rows."""
+
+    def __init__(self, *, today: Callable[[], date], mentor_capacity: int = DEFAULT_MENTOR_CAPACITY) -> None:
+        self._today = today
+        self._mentor_capacity = mentor_capacity
 
     def roles_needed(self, facts: Mapping[str, Any]) -> list[VolunteerRole]:
         """Counsel first, then the support the case's needs name."""
@@ -42,38 +50,21 @@ class Chooser:
         rows: Sequence[Mapping[Any, Any]],
         role: VolunteerRole,
         limit: int = 3,
+        *,
+        mentor_available: bool = True,
     ) -> list[Choice]:
-        """The ``limit`` best eligible candidates, best first."""
-        complex_case = bool(_COMPLEX & set(facts.get("complexity_flags", ())))
-        preferred = facts["languages"][0]
-        scored: list[tuple[float, str, Mapping[Any, Any], float, float, bool]] = []
-        for row in rows:
-            novice = row["experience_level"] == "novice"
-            competent = role is not VolunteerRole.ATTORNEY or facts["case_type"] in row["practice_areas"]
-            if not competent and not (novice and not complex_case):
-                continue
-            load = (row["active_cases"] + row["reserved"]) / max(row["max_active_cases"], 1)
-            language = 1.0 if preferred in row["languages"] else 0.5
-            score = (2 * language + (1 - load)) / 3
-            scored.append((-score, str(row["volunteer_id"]), row, language, load, novice))
-        scored.sort(key=lambda item: (item[0], item[1]))
-        choices = []
-        for negative, _, row, language, load, novice in scored[:limit]:
-            components = (
-                ScoreComponent(factor=ScoreComponentName.LANGUAGE, value=language, weight=2.0),
-                ScoreComponent(factor=ScoreComponentName.LOAD, value=round(1 - load, 4), weight=1.0),
-            )
-            reasons = (
-                MatchConstraint.ROLE_FITS,
-                MatchConstraint.CAPACITY_AVAILABLE,
-                MatchConstraint.FACILITY_OPEN,
-            )
-            mentor = novice and role is VolunteerRole.ATTORNEY
-            choices.append(Choice(row["volunteer_id"], round(-negative, 4), components, reasons, mentor))
-        return choices
+        """The ``limit`` best eligible candidates by the domain's rules and score, best first."""
+        case = CaseView.from_facts(facts)
+        context = Context(
+            today=self._today(),
+            mentor_available=mentor_available,
+            interpreter_available=CaseNeed.INTERPRETER in case.needs,
+        )
+        candidates = [VolunteerView.from_row(row, mentor_capacity=self._mentor_capacity) for row in rows]
+        return [
+            Choice(r.volunteer.id, round(r.score, 4), r.components, r.reasons, r.mentor_needed)
+            for r in rank(case, candidates, role, context, limit=limit)
+        ]
 
     def still_fits(self, facts: Mapping[str, Any], row: Mapping[Any, Any], role: VolunteerRole) -> bool:
         return bool(row["remote"] or facts["facility_code"] in row["facilities_reachable"])
-
-
-_COMPLEX = {"criminal_history", "federal_habeas", "appeal"}

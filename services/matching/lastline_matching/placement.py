@@ -165,7 +165,11 @@ class Placement:
                 languages=self._chooser.language_filter(facts, role),
             )
             choices = self._chooser.choose(
-                facts, [r for r in rows if r["volunteer_id"] not in excluded], role
+                facts,
+                [r for r in rows if r["volunteer_id"] not in excluded],
+                role,
+                limit=wanted + 2,  # a spare or two in case a reservation fails
+                mentor_available=await self.store.mentor_available(session),
             )
             for choice in choices:
                 if wanted <= 0:

@@ -397,6 +397,16 @@ class MatchingStore:
         mentor: UUID | None = result.scalar_one_or_none()
         return mentor
 
+    async def mentor_available(self, session: AsyncSession) -> bool:
+        """Whether some mentor has room for one more mentee (novices may then be placed)."""
+        v = self.t.volunteers
+        query = select(
+            select(v.c.volunteer_id)
+            .where(v.c.can_mentor, v.c.status == "active", v.c.mentees < self._mentor_capacity)
+            .exists()
+        )
+        return bool((await session.execute(query)).scalar())
+
     async def release_mentor(self, session: AsyncSession, mentor_id: UUID) -> None:
         v = self.t.volunteers
         await session.execute(

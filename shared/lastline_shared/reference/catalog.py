@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
-from typing import Protocol, TypeVar
+from typing import Protocol, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from rapidfuzz import fuzz, utils
 
-from lastline_shared.contracts.primitives import CourtCode, FacilityCode, UsJurisdiction
+from lastline_shared.contracts.primitives import CourtCode, FacilityCode, FederalCourt, UsJurisdiction
 
 EARTH_RADIUS_KM = 6371.0088
 """The mean Earth radius (IUGG), good to about 0.5% for any pair of points."""
@@ -55,6 +55,24 @@ class Facility(_Place):
     """ICE's detention location code (DETLOC), such as ``STWRTGA``."""
     court: CourtCode | None = None
     """The immigration court that hears its detained docket, where known."""
+    federal_district: FederalCourt | None = None
+    """The U.S. district court whose district contains the facility (``gamd`` for Lumpkin, GA), in
+    CourtListener's form: where a detained person's habeas petition is filed."""
+
+    @model_validator(mode="after")
+    def _district_in_state(self) -> Self:
+        district = self.federal_district
+        if district is None:
+            return self
+        if not district.endswith("d"):  # ``ca11``, ``cadc``: circuits hear appeals, not habeas petitions
+            raise ValueError(f"{self.code}: federal_district {district!r} is a circuit, not a district")
+        # District ids start with their state's code (``txsd``); the Northern Mariana Islands' does not.
+        if not district.startswith(_DISTRICT_PREFIX.get(self.state, self.state.lower())):
+            raise ValueError(f"{self.code}: federal_district {district!r} is not a district of {self.state}")
+        return self
+
+
+_DISTRICT_PREFIX = {"MP": "nmi"}
 
 
 class Located(Protocol):

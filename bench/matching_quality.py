@@ -1,0 +1,366 @@
+"""Matching quality and speed on generated networks, without the service around it (pure domain).
+
+For networks of 1,000 x 500, 10,000 x 5,000 and 50,000 x 20,000 (cases x volunteers) with realistic
+language, facility, case-type and capacity mixes (see ``Network``):
+
+- the online greedy baseline (cases in arrival order, each takes its best attorney with room at that
+  moment, as the online path decides) against the optimum of the global pass (min-cost flow over each
+  case's best candidates, proven optimal over *every* eligible pair by LP duality): matched cases and
+  total score (both counted with the scores at the start of the pass), and the gap in %;
+- the time of the global pass (graph, solve, proof) and the number of edges;
+- the online decision time per case: over the in-memory pool (``VolunteerPool.evaluate`` + pick), and
+  the scalar ``rank`` over a case's prefiltered candidates (at most 500), as the service calls it.
+
+``python -m bench.matching_quality [--sizes 1000x500,10000x5000]`` runs it alone and merges its figures
+into bench/results.json; ``make bench`` runs it with the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+
+from bench.results import RESULTS, Figure, machine, report
+from lastline_matching.domain import (
+    CaseView,
+    Context,
+    VolunteerPool,
+    VolunteerView,
+    online_greedy,
+    optimise,
+    rank,
+)
+from lastline_shared import reference
+from lastline_shared.contracts.enums import (
+    CaseNeed,
+    CaseType,
+    ComplexityFlag,
+    ExperienceLevel,
+    PracticeArea,
+    VolunteerRole,
+)
+
+SIZES = ((1_000, 500), (10_000, 5_000), (50_000, 20_000))
+TODAY = date(2026, 3, 2)
+TOP_K = 24
+RANK_SAMPLE = 200
+"""Cases whose scalar ``rank`` is timed per size."""
+PASS_BUDGET_S = 90.0
+"""The global pass stops proving after the round that passes this (the largest network needs about
+11 rounds and 3 minutes to be proven optimal here; see README.md)."""
+RANK_CANDIDATES = 500
+
+# Client languages (ISO 639-3), preferred first, with their share of cases: Spanish dominant, then
+# Indigenous Guatemalan languages (most clients also speak some Spanish), Haitian Creole, ...
+CASE_LANGUAGES: list[tuple[tuple[str, ...], float]] = [
+    (("spa",), 0.60),
+    (("mam", "spa"), 0.035),
+    (("mam",), 0.015),
+    (("quc", "spa"), 0.03),
+    (("quc",), 0.01),
+    (("kjb", "spa"), 0.01),
+    (("hat", "fra"), 0.03),
+    (("hat",), 0.02),
+    (("por",), 0.04),
+    (("fra",), 0.02),
+    (("ara",), 0.02),
+    (("rus",), 0.025),
+    (("ukr", "rus"), 0.01),
+    (("zho",), 0.03),
+    (("hin",), 0.015),
+    (("pan", "hin"), 0.015),
+    (("tur",), 0.01),
+    (("ben",), 0.01),
+    (("wol", "fra"), 0.005),
+    (("vie",), 0.005),
+    (("eng",), 0.04),
+]
+RARE = {"mam", "quc", "kjb", "wol"}
+# Languages attorneys work in besides English, with the share who do.
+ATTORNEY_LANGUAGES = {
+    "spa": 0.55,
+    "por": 0.05,
+    "fra": 0.06,
+    "hat": 0.02,
+    "ara": 0.02,
+    "rus": 0.03,
+    "ukr": 0.01,
+    "zho": 0.03,
+    "hin": 0.02,
+    "pan": 0.01,
+    "tur": 0.01,
+    "ben": 0.005,
+    "vie": 0.01,
+    "mam": 0.003,
+    "quc": 0.003,
+}
+CASE_TYPES = {
+    CaseType.ASYLUM: 0.33,
+    CaseType.REMOVAL_DEFENSE: 0.20,
+    CaseType.BOND: 0.20,
+    CaseType.WITHHOLDING_CAT: 0.08,
+    CaseType.CREDIBLE_FEAR: 0.05,
+    CaseType.CANCELLATION_OF_REMOVAL: 0.04,
+    CaseType.PAROLE: 0.03,
+    CaseType.BIA_APPEAL: 0.03,
+    CaseType.FEDERAL_HABEAS: 0.02,
+    CaseType.MOTION_TO_REOPEN: 0.02,
+}
+AREA_SHARE = {
+    PracticeArea.REMOVAL_DEFENSE: 0.8,
+    PracticeArea.ASYLUM: 0.75,
+    PracticeArea.BOND: 0.7,
+    PracticeArea.WITHHOLDING_CAT: 0.5,
+    PracticeArea.CREDIBLE_FEAR: 0.3,
+    PracticeArea.CANCELLATION_OF_REMOVAL: 0.3,
+    PracticeArea.PAROLE: 0.3,
+    PracticeArea.MOTION_TO_REOPEN: 0.15,
+    PracticeArea.CRIMMIGRATION: 0.1,
+}
+SENIOR_AREA_SHARE = {PracticeArea.BIA_APPEAL: 0.3, PracticeArea.FEDERAL_HABEAS: 0.15}
+LEVELS = {
+    ExperienceLevel.NOVICE: 0.25,
+    ExperienceLevel.INTERMEDIATE: 0.35,
+    ExperienceLevel.EXPERIENCED: 0.25,
+    ExperienceLevel.EXPERT: 0.15,
+}
+FLAGS = {
+    ComplexityFlag.CRIMINAL_HISTORY: 0.15,
+    ComplexityFlag.PRIOR_REMOVAL_ORDER: 0.08,
+    ComplexityFlag.MENTAL_COMPETENCY: 0.04,
+}
+CAPACITY = {1: 0.2, 2: 0.25, 3: 0.25, 4: 0.15, 5: 0.15}
+PARTNERS = [f"partner-{i:02d}" for i in range(12)]
+LARGE = {
+    "STWRTGA", "IRWINGA", "FIPCMGA", "KRO", "STCDFTX", "STFRCTX", "KRNRCTX", "PIC", "EPC", "OTRPCNM",
+    "EAZ", "ADLNTCA", "CCASDCA", "CSCNWWA", "JENADLA", "PINEPLA", "BASILLA", "MTGPCTX", "PRLDCTX",
+    "ELZICDF", "DHDFNJ", "MSVPCPA", "LAWINCI", "RWCCMLA", "DENICDF",
+}  # fmt: skip
+"""Facilities that hold the most people: four times the share of cases of the others."""
+
+
+@dataclass
+class Network:
+    cases: list[CaseView]
+    volunteers: list[VolunteerView]
+
+
+def generate(n_cases: int, n_volunteers: int, seed: int = 7) -> Network:
+    """A network of ``n_cases`` open cases (in arrival order) and ``n_volunteers`` volunteers."""
+    rng = random.Random(seed)
+    facilities = reference.all_facilities()
+    codes = [f.code for f in facilities]
+    weights = [4.0 if f.code in LARGE else 1.0 for f in facilities]
+    states = sorted({f.state for f in facilities})
+    region_partner = {f.code: PARTNERS[states.index(f.state) % len(PARTNERS)] for f in facilities}
+    nearby = {f.code: [g.code for g in facilities if reference.distance_km(f, g) < 250] for f in facilities}
+    district = {f.code: f.federal_district for f in facilities}
+    languages, language_weights = zip(*CASE_LANGUAGES, strict=True)
+    case_types, case_type_weights = zip(*CASE_TYPES.items(), strict=True)
+
+    cases = []
+    for _ in range(n_cases):
+        facility = rng.choices(codes, weights)[0]
+        case_type = rng.choices(case_types, case_type_weights)[0]
+        spoken = rng.choices(languages, language_weights)[0]
+        flags = {f for f, p in FLAGS.items() if rng.random() < p}
+        if case_type is CaseType.FEDERAL_HABEAS:
+            flags.add(ComplexityFlag.FEDERAL_HABEAS)
+        if case_type is CaseType.BIA_APPEAL:
+            flags.add(ComplexityFlag.APPEAL)
+        needs = {n for n, p in ((CaseNeed.MEDICAL_EVALUATOR, 0.05), (CaseNeed.PSYCH_EVALUATOR, 0.08),
+                                (CaseNeed.COUNTRY_CONDITIONS_EXPERT, 0.1)) if rng.random() < p}  # fmt: skip
+        if rng.random() < (0.5 if spoken[0] in RARE else 0.03):
+            needs.add(CaseNeed.INTERPRETER)
+        partner = region_partner[facility] if rng.random() < 0.6 else rng.choice(PARTNERS)
+        cases.append(
+            CaseView(
+                id=uuid.UUID(int=rng.getrandbits(128)),
+                facility_code=facility,
+                court_code="LUM",
+                case_type=case_type,
+                languages=spoken,
+                next_hearing_date=TODAY + timedelta(days=min(rng.randint(2, 30), rng.randint(2, 90))),
+                detained_since=TODAY - timedelta(days=rng.randint(0, 365)),
+                complexity_flags=frozenset(flags),
+                needs=frozenset(needs),
+                referring_partners=frozenset({partner}),
+                federal_district=district[facility],
+            )
+        )
+
+    volunteers = []
+    roles, role_weights = zip(
+        *{
+            VolunteerRole.ATTORNEY: 0.7,
+            VolunteerRole.INTERPRETER: 0.15,
+            VolunteerRole.LAW_STUDENT: 0.05,
+            VolunteerRole.MEDICAL_EVALUATOR: 0.03,
+            VolunteerRole.PSYCH_EVALUATOR: 0.03,
+            VolunteerRole.COUNTRY_CONDITIONS_EXPERT: 0.04,
+        }.items(),
+        strict=True,
+    )
+    for _ in range(n_volunteers):
+        role = rng.choices(roles, role_weights)[0]
+        home = rng.choices(codes, weights)[0]
+        level = rng.choices(list(LEVELS), list(LEVELS.values()))[0]
+        senior = level.rank >= ExperienceLevel.EXPERIENCED.rank
+        spoken_by = {"eng"} | {lang for lang, p in ATTORNEY_LANGUAGES.items() if rng.random() < p}
+        if role is VolunteerRole.INTERPRETER:
+            spoken_by |= {rng.choice(languages)[0] for _ in range(rng.randint(1, 2))}
+        areas = {a for a, p in AREA_SHARE.items() if rng.random() < p}
+        if senior:
+            areas |= {a for a, p in SENIOR_AREA_SHARE.items() if rng.random() < p}
+        courts = set()
+        if PracticeArea.FEDERAL_HABEAS in areas:
+            courts = {district[f] for f in rng.sample(nearby[home], min(2, len(nearby[home])))} - {None}
+        reachable = frozenset(rng.sample(nearby[home], min(len(nearby[home]), rng.randint(0, 3))))
+        capacity = rng.choices(list(CAPACITY), list(CAPACITY.values()))[0]
+        can_mentor = role is VolunteerRole.ATTORNEY and senior and rng.random() < 0.4
+        volunteers.append(
+            VolunteerView(
+                id=uuid.UUID(int=rng.getrandbits(128)),
+                roles=frozenset({role, VolunteerRole.MENTOR} if can_mentor else {role}),
+                languages=frozenset(spoken_by),
+                experience_level=level,
+                practice_areas=frozenset(areas),
+                max_active_cases=capacity,
+                active_load=rng.randint(0, capacity - 1) if rng.random() < 0.3 else 0,
+                facilities_reachable=reachable,
+                remote=not reachable or rng.random() < 0.45,
+                federal_courts=frozenset(c for c in courts if c),
+                eoir_registered=role is VolunteerRole.ATTORNEY,
+                wants_mentor=level is ExperienceLevel.NOVICE and rng.random() < 0.7,
+                can_mentor=can_mentor,
+                mentor_capacity=3 if can_mentor else 0,
+                registered_by=region_partner[home] if rng.random() < 0.7 else None,
+            )
+        )
+    return Network(cases, volunteers)
+
+
+def context_of(case: CaseView) -> Context:
+    """Mentors are assumed available (their capacity is not part of the assignment); an interpreter is
+    available where the case asks for one."""
+    return Context(
+        today=TODAY, mentor_available=True, interpreter_available=CaseNeed.INTERPRETER in case.needs
+    )
+
+
+def _ms(seconds: Sequence[float] | np.ndarray, q: float) -> float:
+    return float(np.quantile(np.asarray(seconds), q)) * 1000
+
+
+def measure(n_cases: int, n_volunteers: int) -> list[Figure]:
+    network = generate(n_cases, n_volunteers)
+    built = time.perf_counter()
+    pool = VolunteerPool(network.volunteers, VolunteerRole.ATTORNEY)
+    pool_s = time.perf_counter() - built
+    cases = network.cases
+
+    greedy, durations = online_greedy(cases, pool, context_of)
+    started = time.perf_counter()
+    result = optimise(cases, pool, context_of, top_k=TOP_K, include=greedy, budget_s=PASS_BUDGET_S)
+    pass_s = time.perf_counter() - started
+    best = result.assignment
+    assert best.matched >= greedy.matched
+    optimum = "min-cost-flow optimum" if result.proven_optimal else "min-cost-flow (budget, not proven)"
+
+    # The scalar path as the service calls it: a case's prefiltered candidates (role, room, reach,
+    # language: what the SQL prefilter keeps), least loaded first, at most RANK_CANDIDATES.
+    rng = random.Random(1)
+    rank_s, sizes = [], []
+    for case in rng.sample(cases, min(RANK_SAMPLE, len(cases))):
+        context = context_of(case)
+        pre = [
+            v
+            for v in pool.volunteers
+            if v.active_load < v.max_active_cases
+            and (v.remote or case.facility_code in v.facilities_reachable)
+            and (context.interpreter_available or not v.languages.isdisjoint(case.languages))
+        ]
+        pre.sort(key=lambda v: v.active_load / v.max_active_cases)
+        pre = pre[:RANK_CANDIDATES]
+        started = time.perf_counter()
+        rank(case, pre, VolunteerRole.ATTORNEY, context, limit=3)
+        rank_s.append(time.perf_counter() - started)
+        sizes.append(len(pre))
+
+    places = int(pool.remaining.sum())
+    size = f"{n_cases:,} cases x {n_volunteers:,} volunteers ({len(pool):,} attorneys, {places:,} places)"
+    ranked = f"{size}; {len(rank_s)} cases, {statistics.mean(sizes):.0f} prefiltered candidates on average"
+    proof = (
+        "proven optimal over all"
+        if result.proven_optimal
+        else f"budget of {PASS_BUDGET_S:.0f}s spent, {result.cases_open:,} cases could still improve, of"
+    )
+    graph = (
+        f"{size}; graph of {result.graph.edges:,} edges (each case's top {TOP_K}, each volunteer's best, "
+        f"greedy's pairs, {'+'.join(f'{a:,}' for a in result.added) or 'none'} added), "
+        f"{proof} {result.eligible_pairs:,} eligible pairs, {result.rounds} round(s)"
+    )
+    phases = ", ".join(f"{name} {t:.1f}s" for name, t in result.seconds.items())
+    gap_score = 100 * (best.total_score - greedy.total_score) / best.total_score if best.total_score else 0.0
+    gap_matched = 100 * (best.matched - greedy.matched) / best.matched if best.matched else 0.0
+    where = machine()
+    return [
+        Figure(f"matching {n_cases}x{n_volunteers}: matched (greedy online)", greedy.matched, "cases",
+               optimum, best.matched, where, graph),
+        Figure(f"matching {n_cases}x{n_volunteers}: total score (greedy online)", greedy.total_score, "score",
+               optimum, best.total_score, where, graph),
+        Figure(f"matching {n_cases}x{n_volunteers}: greedy gap to optimum, score", gap_score, "%",
+               None, None, where, f"{graph}; matched gap {gap_matched:.2f}%"),
+        Figure(f"matching {n_cases}x{n_volunteers}: global pass time", pass_s, "s", None, None, where,
+               f"{graph}; {phases}; pool built in {pool_s:.2f}s"),
+        Figure(f"matching {n_cases}x{n_volunteers}: online decision p50 (pool)", _ms(durations, 0.5), "ms",
+               None, None, where, f"{size}; whole pool, vectorised"),
+        Figure(f"matching {n_cases}x{n_volunteers}: online decision p99 (pool)", _ms(durations, 0.99), "ms",
+               None, None, where, f"{size}; whole pool, vectorised"),
+        Figure(f"matching {n_cases}x{n_volunteers}: rank p50 (scalar)", _ms(rank_s, 0.5), "ms", None, None,
+               where, ranked),
+        Figure(f"matching {n_cases}x{n_volunteers}: rank p99 (scalar)", _ms(rank_s, 0.99), "ms", None, None,
+               where, ranked),
+    ]  # fmt: skip
+
+
+def run(sizes: Sequence[tuple[int, int]] = SIZES) -> list[Figure]:
+    figures: list[Figure] = []
+    for n_cases, n_volunteers in sizes:
+        started = time.perf_counter()
+        figures += measure(n_cases, n_volunteers)
+        print(
+            f"matching quality {n_cases:,} x {n_volunteers:,}: {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
+    return figures
+
+
+def _merge(figures: list[Figure]) -> list[Figure]:
+    """The figures already in results.json but these (replaced by name): a run of this benchmark alone
+    keeps the others' figures."""
+    names = {f.name for f in figures}
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    return [Figure(**f) for f in kept if f["name"] not in names] + figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(f"{c}x{v}" for c, v in SIZES))
+    args = parser.parse_args()
+    sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    figures = run([(c, v) for c, v in sizes])
+    report(_merge(figures))
+
+
+if __name__ == "__main__":
+    main()
