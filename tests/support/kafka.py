@@ -64,19 +64,18 @@ def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
 async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
     """Commit the current end of ``topics`` for ``group``: a service started in that group then sees
     only what is published from now on, not the history other tests left on the shared topics."""
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await probe.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
     try:
-        partitions = [
-            TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())
-        ]
-        ends = await probe.end_offsets(partitions)
+        described = await admin.describe_topics(list(topics))
     finally:
-        await probe.stop()
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
         await consumer.commit(ends)
     finally:
         await consumer.stop()
