@@ -28,7 +28,6 @@ import aiosmtplib
 import asyncpg
 import httpx
 import uvicorn
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
@@ -61,6 +60,7 @@ from lastline_shared.contracts.profiles import PartnerRef
 from lastline_shared.contracts.topics import CASES, MATCHES, REJECTIONS_PATTERN, VOLUNTEERS
 from lastline_shared.contracts.volunteers import VolunteerRegistered
 from lastline_shared.db import asyncpg_dsn, make_engine, make_session_factory, new_metadata
+from lastline_shared.kafka_admin import start_group_at_end
 from lastline_shared.outbox import Outbox, outbox_table
 from lastline_shared.relay import make_producer
 from lastline_shared.settings import NotificationsSettings
@@ -316,29 +316,12 @@ async def start_groups_at_the_end(bootstrap: str, service: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        topics = await admin.list_topics()
-        groups = {
-            "people": [VOLUNTEERS.name, CASES.name],
-            "matches": [MATCHES.name],
-            "rejections": [t for t in topics if re.match(REJECTIONS_PATTERN, t)],
-        }
-        counts = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(list(topics))}
+        rejections = [t for t in await admin.list_topics() if re.match(REJECTIONS_PATTERN, t)]
     finally:
         await admin.close()
-    for name, names in groups.items():
-        tps = [TopicPartition(t, p) for t in names for p in range(counts.get(t, 0))]
-        if not tps:
-            continue
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=f"lastline-{service}.{name}", enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            ends = await consumer.end_offsets(tps)
-            consumer.assign(tps)
-            await consumer.commit(dict(ends))
-        finally:
-            await consumer.stop()
+    groups = {"people": [VOLUNTEERS.name, CASES.name], "matches": [MATCHES.name], "rejections": rejections}
+    for name, topics in groups.items():
+        await start_group_at_end(bootstrap, f"lastline-{service}.{name}", topics)
 
 
 async def latency(infra: InfraEndpoints) -> list[float]:

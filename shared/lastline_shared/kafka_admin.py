@@ -1,10 +1,12 @@
-"""Creating topics explicitly (the broker does not auto-create them), idempotently."""
+"""Kafka administration: topics created explicitly (the broker does not auto-create them), end
+offsets, and consumer groups started at the end of topics."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -27,3 +29,35 @@ async def ensure_topics(bootstrap_servers: str, topics: Mapping[str, int]) -> li
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def end_offsets(bootstrap_servers: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """The current end offset of every partition of ``topics``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def start_group_at_end(bootstrap_servers: str, group: str, topics: Iterable[str]) -> None:
+    """Commit the current end of ``topics`` for ``group``: a consumer starting in that group sees only
+    what is published from now on (tests and benchmarks on a broker that other runs left history on)."""
+    ends = await end_offsets(bootstrap_servers, topics)
+    if not ends:
+        return
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(ends))
+        await consumer.commit(ends)
+    finally:
+        await consumer.stop()

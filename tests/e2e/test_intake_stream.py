@@ -30,6 +30,7 @@ from lastline_shared.clock import network_today
 from lastline_shared.contracts.envelope import KafkaRecord
 from lastline_shared.contracts.submissions import VolunteerSubmission
 from lastline_shared.contracts.topics import partner_topic_partitions, rejections_topic, submissions_topic
+from lastline_shared.kafka_admin import end_offsets
 from tests.e2e.conftest import service_process, stop_all
 
 pytestmark = pytest.mark.e2e
@@ -44,23 +45,6 @@ Offsets = dict[TopicPartition, int]
 
 
 # -- Kafka and the database, read directly ----------------------------------------------------------
-
-
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    tps = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends: Offsets = await consumer.end_offsets(tps)
-        return ends
-    finally:
-        await consumer.stop()
 
 
 async def read_between(bootstrap: str, start: Offsets, end: Offsets) -> list[ConsumerRecord[bytes, bytes]]:

@@ -17,11 +17,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from lastline_infra import InfraEndpoints
 from lastline_shared.contracts.envelope import KafkaRecord, encode
 from lastline_shared.db import asyncpg_dsn
+from lastline_shared.kafka_admin import start_group_at_end
 from lastline_shared.proposal_links import proposal_url, sign_proposal_link
 from lastline_shared.settings import MatchingSettings
 from tests.e2e.conftest import service_process, stop_all
 from tests.integration.test_matching_flow import case, volunteer
-from tests.support.kafka import start_group_at_end
 
 pytestmark = pytest.mark.e2e
 

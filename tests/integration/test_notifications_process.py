@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from lastline_infra import InfraEndpoints
@@ -29,6 +28,7 @@ from lastline_infra.platform import ServiceProcess, wait_all_ready
 from lastline_shared.contracts.envelope import encode
 from lastline_shared.contracts.topics import CASES, MATCHES, REJECTIONS_PATTERN, VOLUNTEERS
 from lastline_shared.db import asyncpg_dsn
+from lastline_shared.kafka_admin import start_group_at_end
 from lastline_shared.relay import make_producer
 from tests.integration.test_notifications_delivery import Mailbox, free_port, mailbox, story
 
@@ -40,42 +40,16 @@ SENDERS = 2
 
 
 async def start_groups_at_the_end(bootstrap: str, service: str) -> None:
-    """Commit the current end of every topic the service's consumers read, for its groups."""
+    """The service's consumer groups start at the topics' current end: no replay of older history."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        topics = await admin.list_topics()
-        groups = {
-            "people": [VOLUNTEERS.name, CASES.name],
-            "matches": [MATCHES.name],
-            "rejections": [t for t in topics if re.match(REJECTIONS_PATTERN, t)],
-        }
-        described = await admin.describe_topics([t for names in groups.values() for t in names])
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        rejections = [t for t in await admin.list_topics() if re.match(REJECTIONS_PATTERN, t)]
     finally:
         await admin.close()
-    partitions = {
-        name: [TopicPartition(t, p) for t in names for p in range(counts.get(t, 0))]
-        for name, names in groups.items()
-    }
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await probe.start()
-    try:
-        ends = await probe.end_offsets([tp for tps in partitions.values() for tp in tps])
-    finally:
-        await probe.stop()
-    for name, tps in partitions.items():
-        if not tps:
-            continue
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=f"lastline-{service}.{name}", enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            consumer.assign(tps)
-            await consumer.commit({tp: ends[tp] for tp in tps})
-        finally:
-            await consumer.stop()
+    groups = {"people": [VOLUNTEERS.name, CASES.name], "matches": [MATCHES.name], "rejections": rejections}
+    for name, topics in groups.items():
+        await start_group_at_end(bootstrap, f"lastline-{service}.{name}", topics)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
