@@ -67,6 +67,7 @@ from lastline_shared.packet_links import verify_packet_link
 from lastline_shared.proposal_links import verify_proposal_link
 from lastline_shared.settings import NotificationsSettings
 from lastline_shared.wakeup import Wakeup
+from tests.support.db import outbox_envelopes
 
 pytestmark = pytest.mark.integration
 
@@ -226,21 +227,7 @@ class Notifications:
             return [dict(r) for r in (await session.execute(stmt)).mappings()]
 
     async def published(self, event_type: str) -> list[Envelope]:
-        t = self.outbox.table
-        async with self.sessions() as session:
-            rows = (await session.execute(select(t).order_by(t.c.id))).mappings().all()
-        out = []
-        for row in rows:
-            item = decode(
-                row["topic"],
-                row["key"],
-                list(zip(row["header_keys"], row["header_values"], strict=True)),
-                row["value"],
-            )
-            assert isinstance(item, Envelope), item
-            if item.type == event_type:
-                out.append(item)
-        return out
+        return [e for e in await outbox_envelopes(self.sessions, self.outbox) if e.type == event_type]
 
 
 def envelope_of(event: Event, event_id: uuid.UUID | None = None) -> Envelope:

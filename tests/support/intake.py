@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import lastline_intake
@@ -24,6 +24,7 @@ from lastline_shared.contracts.base import Contract, Submission
 from lastline_shared.contracts.envelope import DecodeError, Envelope, KafkaRecord, decode, encode
 from lastline_shared.db import make_engine, make_session_factory, new_metadata
 from lastline_shared.outbox import Outbox, outbox_table
+from tests.support.db import outbox_envelopes, outbox_records
 
 MIGRATIONS = Path(lastline_intake.__file__).parent / "migrations"
 
@@ -61,28 +62,10 @@ class IntakeDb:
 
     async def published(self) -> list[KafkaRecord]:
         """Every record the processor put in the outbox, in order."""
-        t = self.outbox.table
-        async with self.sessions() as session:
-            rows = (await session.execute(select(t).order_by(t.c.id))).mappings().all()
-        return [
-            KafkaRecord(
-                topic=row["topic"],
-                key=row["key"],
-                headers=tuple(zip(row["header_keys"], row["header_values"], strict=True)),
-                value=row["value"],
-            )
-            for row in rows
-        ]
+        return await outbox_records(self.sessions, self.outbox)
 
     async def events(self, topic: str | None = None) -> list[Envelope]:
-        out = []
-        for record in await self.published():
-            if topic is not None and record.topic != topic:
-                continue
-            decoded = decode(record.topic, record.key, list(record.headers), record.value)
-            assert isinstance(decoded, Envelope), decoded
-            out.append(decoded)
-        return out
+        return [e for e in await outbox_envelopes(self.sessions, self.outbox) if topic in (None, e.topic)]
 
 
 @asynccontextmanager

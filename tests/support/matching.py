@@ -21,9 +21,10 @@ from lastline_matching.store import MatchingStore
 from lastline_matching.tables import MatchingTables
 from lastline_shared import migrations
 from lastline_shared.contracts.base import Contract
-from lastline_shared.contracts.envelope import Envelope, decode
+from lastline_shared.contracts.envelope import Envelope
 from lastline_shared.db import make_engine, make_session_factory, new_metadata
 from lastline_shared.outbox import Outbox, outbox_table
+from tests.support.db import outbox_envelopes
 
 T = TypeVar("T", bound=Contract)
 MIGRATIONS = Path(lastline_matching.__file__).parent / "migrations"
@@ -64,21 +65,7 @@ class MatchingDb:
             decided += 1
 
     async def events(self, event_type: str | None = None) -> list[Envelope]:
-        t = self.outbox.table
-        async with self.sessions() as session:
-            rows = (await session.execute(select(t).order_by(t.c.id))).mappings().all()
-        out = []
-        for row in rows:
-            item = decode(
-                row["topic"],
-                row["key"],
-                list(zip(row["header_keys"], row["header_values"], strict=True)),
-                row["value"],
-            )
-            assert isinstance(item, Envelope), item
-            if event_type is None or item.type == event_type:
-                out.append(item)
-        return out
+        return [e for e in await outbox_envelopes(self.sessions, self.outbox) if event_type in (None, e.type)]
 
     async def of(self, model: type[T]) -> list[T]:
         """The data of every published event of ``model``'s type, in order."""
