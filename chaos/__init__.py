@@ -1,0 +1,1 @@
+"""`make chaos`: the platform under faults and bad input (see docs/chaos.md)."""
