@@ -10,8 +10,8 @@ include infra/infra.mk
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-run: infra-up ## Set up, start Kafka, PostgreSQL and the services, print the URLs
-	$(PY) python -m lastline_infra.platform run
+run: infra-up ## Set up, start Kafka, PostgreSQL, the services, a mail catcher and a demo (DEMO=0: none), print the URLs
+	$(PY) python -m lastline_infra.platform run --mail-catcher $(if $(filter 0,$(DEMO)),,--demo)
 
 stop: ## Stop the services started by `make run` and the infrastructure
 	-$(PY) python -m lastline_infra.platform stop
@@ -38,3 +38,7 @@ docs: deps ## Regenerate JSON Schemas, AsyncAPI and OpenAPI documents under docs
 
 bench: infra-up ## Benchmarks; prints a table and writes bench/results.json
 	$(PY) python -m bench
+
+.PHONY: chaos
+chaos: deps ## Faults under load on its own Kafka and PostgreSQL (var/chaos); writes var/chaos/report.json
+	$(PY) python -m chaos

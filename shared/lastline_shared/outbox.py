@@ -60,10 +60,16 @@ def notify_channel(schema: str) -> str:
     return f"lastline_outbox_{schema}"
 
 
+def _text(raw: str) -> str:
+    """``raw`` as PostgreSQL text takes it: it refuses U+0000, which a partner's record may carry (in
+    a header name or ``ce_type``) into a dead-letter copy; failing that write would wedge the consumer."""
+    return raw.replace("\x00", "\ufffd")
+
+
 def _header(record: KafkaRecord, name: str) -> str | None:
     for key, value in record.headers:
         if key == name:
-            return value.decode("utf-8", "replace")
+            return _text((value or b"").decode("utf-8", "replace"))  # a Kafka header may have no value
     return None
 
 
@@ -82,7 +88,7 @@ class Outbox:
                 "lane": lane_of(record.key),
                 "topic": record.topic,
                 "key": record.key,
-                "header_keys": [k for k, _ in record.headers],
+                "header_keys": [_text(k) for k, _ in record.headers],
                 "header_values": [v for _, v in record.headers],
                 "value": record.value,
                 "event_type": _header(record, "ce_type"),

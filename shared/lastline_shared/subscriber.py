@@ -30,13 +30,18 @@ async def _tolerant_parser(
 ) -> StreamMessage[RawBatch]:
     """FastStream decodes header values as UTF-8; a partner's bad header must not wedge the consumer.
 
-    The records handed to our processor stay untouched; only FastStream's own view is made safe.
+    Bad means bytes that are not UTF-8, or no value at all (Kafka allows a header without one:
+    FastStream's ``None.decode()`` raises AttributeError). A batch FastStream cannot parse is not
+    rewound either (its fallback parser fails alike) but skipped, its offsets committed with the next
+    batch: lost. The records handed to our processor stay untouched; only FastStream's view is made safe.
     """
     try:
         return await original(records)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, AttributeError):
         safe = tuple(
-            dataclasses.replace(r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers])
+            dataclasses.replace(
+                r, headers=[(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in r.headers]
+            )
             for r in records
         )
         message = await original(safe)

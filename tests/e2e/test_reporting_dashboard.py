@@ -190,3 +190,52 @@ async def test_staff_view_needs_a_token_and_shows_staff_figures(served: Served, 
     assert cookie["httpOnly"]
     assert cookie["sameSite"] == "Strict"
     await context.close()
+
+
+async def test_a_long_facility_list_shows_its_first_rows_and_sorts_by_column(served: Served, browser) -> None:  # type: ignore[no-untyped-def]
+    # Runs last: eight more facilities, a case each (one gets two), make the list longer than 10.
+    extra = [f"XTRA{n}" for n in range(8)]
+    cases = [
+        CaseOpened(
+            case_id=uuid.uuid4(),
+            facility_code=code,
+            court_code="KRO",
+            case_type=CaseType.BOND,
+            languages=("spa",),
+            referrals=(PartnerRef(partner_id=PARTNERS[1], external_id=f"long-{i}"),),
+        )
+        for i, code in enumerate([*extra, extra[0]])
+    ]
+    at = START + timedelta(weeks=9)
+    records = [encode(c, source="/services/intake", time=at, topic=served.cases_topic) for c in cases]
+    facilities = await served.reporting.one(BY_NAME["facilities"], None, View.STAFF, Filters())
+    await publish(served.settings.kafka_bootstrap_servers, records)
+    total = len(facilities.rows) + len(extra)
+
+    async def listed() -> int:
+        response = await served.reporting.one(BY_NAME["facilities"], None, View.STAFF, Filters())
+        return len(response.rows)
+
+    await _until(listed, total)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    await page.goto(f"{served.url}/dashboard")
+    rows = page.locator("#facilities tbody tr")
+    assert await rows.count() == total
+    assert await page.locator("#facilities tbody tr:visible").count() == 10
+    await page.click("button.show-all")
+    assert await page.locator("#facilities tbody tr:visible").count() == total
+
+    header = page.locator("#facilities thead th", has_text="Open")
+    await header.locator("button").click()
+    assert await header.get_attribute("aria-sort") == "descending"
+    values = [
+        float(v or -1)
+        for v in await page.locator("#facilities tbody tr td:nth-of-type(1)").evaluate_all(
+            "cells => cells.map(c => c.dataset.value)"
+        )
+    ]
+    assert values == sorted(values, reverse=True)
+    await header.locator("button").click()
+    assert await header.get_attribute("aria-sort") == "ascending"
+    assert await page.locator("#facilities tbody tr:visible").count() == total  # still all shown
+    await page.close()

@@ -9,14 +9,12 @@ verifiable signed delivery, a dead endpoint not delaying email, the crash window
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import io
 import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,15 +22,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import uvicorn
-from aiosmtpd.controller import Controller
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 import lastline_notifications
 from lastline_notifications.consumers import Handlers
@@ -67,6 +59,7 @@ from lastline_shared.packet_links import verify_packet_link
 from lastline_shared.proposal_links import verify_proposal_link
 from lastline_shared.settings import NotificationsSettings
 from lastline_shared.wakeup import Wakeup
+from tests.support.catchers import Mailbox, Receiver, smtp_catcher, webhook_receiver
 from tests.support.db import outbox_envelopes
 
 pytestmark = pytest.mark.integration
@@ -96,86 +89,16 @@ def free_port() -> int:
 # -- the servers -------------------------------------------------------------------------------
 
 
-class Mailbox:
-    """aiosmtpd handler: keeps every message; refuses recipients at ``refuse.example.net``."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.port = 0
-        self.delay_s = 0.0  # how long the server takes to accept a message
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
-    ) -> str:
-        if address.endswith("@refuse.example.net"):
-            return "550 5.1.1 no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay_s)
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if address in str(m["To"])]
-
-
-@dataclass
-class Receiver:
-    """A partner's webhook endpoint: ``/flaky`` fails three times then accepts, ``/slow`` never
-    answers in time, ``/ok`` accepts."""
-
-    port: int = 0
-    requests: dict[str, list[tuple[dict[str, str], bytes]]] = field(default_factory=dict)
-    attempts: dict[str, int] = field(default_factory=dict)
-
-    def app(self) -> Starlette:
-        async def hook(request: Request) -> Response:
-            name = request.path_params["name"]
-            body = await request.body()
-            self.attempts[name] = self.attempts.get(name, 0) + 1
-            if name == "slow":
-                await asyncio.sleep(3)
-            if name == "flaky" and self.attempts[name] <= 3:
-                return Response(status_code=503)
-            self.requests.setdefault(name, []).append((dict(request.headers), body))
-            return Response(status_code=204)
-
-        return Starlette(routes=[Route("/{name}", hook, methods=["POST"])])
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
-
-
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    box.port = controller.port
-    try:
+    with smtp_catcher(free_port()) as box:
         yield box
-    finally:
-        controller.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver(port=free_port())
-    server = uvicorn.Server(
-        uvicorn.Config(found.app(), host="127.0.0.1", port=found.port, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
+    async with webhook_receiver(free_port()) as found:
         yield found
-    finally:
-        server.should_exit = True
-        await task
 
 
 # -- the service's parts on a throwaway schema --------------------------------------------------

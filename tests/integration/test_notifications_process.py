@@ -30,7 +30,8 @@ from lastline_shared.contracts.topics import CASES, MATCHES, REJECTIONS_PATTERN,
 from lastline_shared.db import asyncpg_dsn
 from lastline_shared.kafka_admin import start_group_at_end
 from lastline_shared.relay import make_producer
-from tests.integration.test_notifications_delivery import Mailbox, free_port, mailbox, story
+from tests.integration.test_notifications_delivery import free_port, mailbox, story
+from tests.support.catchers import Mailbox
 
 pytestmark = pytest.mark.e2e
 __all__ = ["mailbox"]  # fixture

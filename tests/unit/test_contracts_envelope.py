@@ -22,6 +22,7 @@ from lastline_shared.contracts.envelope import (
     Envelope,
     KafkaRecord,
     decode,
+    decode_fast,
     encode,
 )
 from lastline_shared.contracts.examples import example_events, example_submissions
@@ -422,3 +423,64 @@ def test_decoding_is_cheap_enough_to_loop_over() -> None:
     record = internal()
     results = [decoded(record) for _ in range(2000)]
     assert all(isinstance(r, Envelope) for r in results)
+
+
+# -- decode_fast: the same results, sooner -------------------------------------------------------
+
+
+def _both(record: KafkaRecord) -> Envelope | DecodeError:
+    expected = decode(record.topic, record.key, record.headers, record.value)
+    assert decode_fast(record.topic, record.key, record.headers, record.value) == expected
+    return expected
+
+
+def test_decode_fast_equals_decode_for_every_event_and_submission() -> None:
+    records = [encode(e, source=SERVICE) for e in example_events(PARTNER)]
+    records += [encode(s, source=f"/partners/{PARTNER}") for s in example_submissions(PARTNER)]
+    assert all(isinstance(_both(r), Envelope) for r in records)
+
+
+@pytest.mark.parametrize("case", BAD_RECORDS, ids=str)
+def test_decode_fast_equals_decode_for_bad_input(case: str) -> None:
+    build, _expected = BAD_RECORDS[case]
+    assert isinstance(_both(build()), DecodeError)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ce_id": b"4BF92F35-77B3-4DA6-A3CE-929D0E0E4736"},  # upper case: accepted, lowered
+        {"content_type": b"application/json; charset=utf-8"},
+        {"content_type": None},
+        {"ce_subject": None},
+        {"ce_dataschema": None},
+        {"traceparent": b"not a trace"},
+        {"traceparent": None},
+        {"ce_time": b"2026-03-01T12:00:00+02:00"},
+        {"x-extension": b"\xff"},
+    ],
+    ids=str,
+)
+def test_decode_fast_equals_decode_for_unusual_but_valid_headers(change: dict[str, bytes | None]) -> None:
+    assert isinstance(_both(with_headers(internal(), **change)), Envelope)
+
+
+def test_decode_fast_equals_decode_on_mangled_records() -> None:
+    rng = random.Random(20261206)
+    originals = [encode(e, source=SERVICE) for e in example_events()] + [partner()]
+    outcomes: dict[type, int] = {Envelope: 0, DecodeError: 0}
+    for _ in range(1000):
+        record = rng.choice(originals)
+        value = bytearray(record.value)
+        for _ in range(rng.randint(0, 3)):
+            value[rng.randrange(len(value))] = rng.randrange(256)
+        headers = list(record.headers)
+        if rng.random() < 0.3:
+            index = rng.randrange(len(headers))
+            headers[index] = (headers[index][0], bytes(rng.randrange(256) for _ in range(8)))
+        if rng.random() < 0.1:
+            headers.append(rng.choice(headers))
+        key = record.key if rng.random() < 0.9 else rng.randbytes(4)
+        outcomes[type(_both(KafkaRecord(record.topic, key, tuple(headers), bytes(value))))] += 1
+    assert outcomes[Envelope] > 0
+    assert outcomes[DecodeError] > 0

@@ -7,10 +7,11 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
@@ -36,6 +37,14 @@ def echo_router() -> APIRouter:
     @router.get("/teapot")
     async def teapot() -> None:
         raise ProblemError(418, "I'm a teapot", "short and stout")
+
+    @router.get("/count")
+    async def count(n: Annotated[int, Query(ge=0)]) -> dict[str, int]:
+        return {"n": n}
+
+    @router.post("/refuse")
+    async def refuse() -> None:
+        raise ProblemError(401, "Unauthorized", "no key")  # answers without reading the body
 
     return router
 
@@ -258,13 +267,64 @@ async def test_problem_errors_render_as_problem_json() -> None:
     }
 
 
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    return body
+
+
 async def test_body_limit_defaults_to_one_mebibyte() -> None:
     async with client_for(create_http_app(settings, routers=[echo_router()])) as c:
         at_limit = await c.post("/echo", content=b"x" * 1024 * 1024)
         over = await c.post("/echo", content=b"x" * (1024 * 1024 + 1))
 
     assert at_limit.status_code == 200
-    assert over.status_code == 413
+    assert assert_problem(over, 413) == {
+        "type": "about:blank",
+        "title": "Content too large",
+        "status": 413,
+        "detail": "The body exceeds the limit of 1048576 bytes",
+    }
+
+
+async def test_body_limit_answers_before_the_route_when_the_length_says_so() -> None:
+    """Even a route that would answer without reading the body (401 here) or no route at all."""
+    app = create_http_app(settings, routers=[echo_router()], max_body_bytes=10)
+    async with client_for(app) as c:
+        refused = await c.post("/refuse", content=b"x" * 11)
+        nowhere = await c.post("/nowhere", content=b"x" * 11)
+        small = await c.post("/refuse", content=b"x" * 10)
+
+    assert_problem(refused, 413)
+    assert_problem(nowhere, 413)
+    assert_problem(small, 401)
+
+
+async def test_framework_errors_are_problem_json() -> None:
+    async with client_for(create_http_app(settings, routers=[echo_router()])) as c:
+        unknown = await c.get("/no-such-path")
+        wrong_method = await c.delete("/teapot")
+        missing = await c.get("/count")
+        negative = await c.get("/count", params={"n": "-5"})
+
+    assert assert_problem(unknown, 404) == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "Nothing is served at this path",
+    }
+    assert assert_problem(wrong_method, 405)["title"] == "Method Not Allowed"
+    assert "Allow header" in str(assert_problem(wrong_method, 405)["detail"])
+    assert wrong_method.headers["allow"] == "GET"
+    body = assert_problem(missing, 422)
+    assert body["errors"] == [{"path": "query.n", "code": "missing", "message": "Field required"}]
+    errors = assert_problem(negative, 422)["errors"]
+    assert isinstance(errors, list)
+    assert [(e["path"], e["code"]) for e in errors] == [("query.n", "greater_than_equal")]
+    assert "-5" not in negative.text  # the input is never echoed
 
 
 async def test_body_limit_applies_to_streamed_bodies_without_length() -> None:
@@ -277,7 +337,7 @@ async def test_body_limit_applies_to_streamed_bodies_without_length() -> None:
         response = await c.post("/echo", content=chunks())
 
     assert "content-length" not in response.request.headers
-    assert response.status_code == 413
+    assert_problem(response, 413)
 
 
 async def test_body_limit_from_settings() -> None:

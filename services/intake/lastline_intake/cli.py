@@ -1,5 +1,6 @@
 """``lastline-intake partners ...``: create partners, issue and revoke their API keys;
-``lastline-intake erase-expired``: erase client PII whose retention period has passed.
+``lastline-intake erase-expired``: erase client PII whose retention period has passed;
+``lastline-intake simulate``: partners' traffic in real time, the demo (:mod:`lastline_intake.demo`).
 
 Every command first brings intake's schema up to date, so it works on a fresh database. Keys are
 printed once, to stdout; warnings go to stderr so that stdout can be piped into a secret store.
@@ -8,6 +9,7 @@ printed once, to stdout; warnings go to stderr so that stdout can be piped into 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -31,11 +33,43 @@ from lastline_shared.runtime import ServiceRuntime
 
 T = TypeVar("T")
 
+
+class Via(enum.StrEnum):
+    kafka = "kafka"
+    http = "http"
+
+
 STORE_KEY_WARNING = (
     "warning: this API key is shown only once and cannot be recovered (Lastline keeps only its "
     "hash). Store it now in the partner's secret store; if it is lost, issue a new one and "
     "revoke this one."
 )
+
+
+async def create_partner(
+    runtime: ServiceRuntime,
+    repository: PartnerRepository,
+    partner_id: str,
+    *,
+    name: str,
+    kind: PartnerKind | str,
+    email: str,
+) -> str:
+    """Create a partner, its first API key (returned: the only copy) and its Kafka topics.
+
+    Raises ``PartnerExists`` for a taken id. The partner is committed only once its topics exist;
+    topics left by a failed attempt are reused by the next one.
+    """
+    async with runtime.sessions() as session, session.begin():
+        partner = await repository.create_partner(
+            session, partner_id, name=name, kind=kind, contact_email=email
+        )
+        key = await repository.issue_key(session, partner.partner_id)
+        await ensure_topics(
+            runtime.settings.kafka_bootstrap_servers,
+            partner_topic_partitions(partner.partner_id, runtime.settings.topic_partitions),
+        )
+    return key
 
 
 def partners_cli(runtime: ServiceRuntime, repository: PartnerRepository) -> typer.Typer:
@@ -51,18 +85,7 @@ def partners_cli(runtime: ServiceRuntime, repository: PartnerRepository) -> type
         """Create a partner, its Kafka topics and its first API key (printed once)."""
 
         async def work() -> str:
-            # The partner is committed only once its topics exist; topics left by a failed attempt
-            # are reused by the next one.
-            async with runtime.sessions() as session, session.begin():
-                partner = await repository.create_partner(
-                    session, partner_id, name=name, kind=kind, contact_email=email
-                )
-                key = await repository.issue_key(session, partner.partner_id)
-                await ensure_topics(
-                    runtime.settings.kafka_bootstrap_servers,
-                    partner_topic_partitions(partner.partner_id, runtime.settings.topic_partitions),
-                )
-            return key
+            return await create_partner(runtime, repository, partner_id, name=name, kind=kind, email=email)
 
         key = _run(runtime, work)
         submissions, rejections = partner_topics(partner_id)
@@ -116,6 +139,79 @@ def intake_cli(runtime: ServiceRuntime, repository: PartnerRepository, retention
     """Intake's own commands: ``partners ...`` and ``erase-expired`` (merged into the service CLI)."""
     cli = typer.Typer()
     cli.add_typer(partners_cli(runtime, repository))
+
+    @cli.command()
+    def simulate(
+        *,
+        partner: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="Send as this partner (repeat for several); created if missing. "
+                "Default: the demo network's five partners."
+            ),
+        ] = None,
+        volunteers: Annotated[int, typer.Option(min=0, help="Volunteers registered first.")] = 300,
+        cases: Annotated[int, typer.Option(min=0, help="Cases referred after them, one at a time.")] = 300,
+        rate: Annotated[float, typer.Option(min=0.001, help="Cases per second, on average.")] = 0.5,
+        via: Annotated[Via, typer.Option(help="The partner's topic, or the HTTP API with an API key.")] = (
+            Via.kafka
+        ),
+        intake_url: Annotated[
+            str | None, typer.Option(help="Intake's base URL (HTTP API, facility pause).")
+        ] = None,
+        api_key: Annotated[
+            str | None,
+            typer.Option(help="With --via http and one --partner: send with this key, no database access."),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="The same seed gives the same volunteers.")] = 7,
+        answer_from: Annotated[
+            str | None,
+            typer.Option(help="The mail catcher's URL: volunteers answer the proposals emailed there."),
+        ] = None,
+        matching_url: Annotated[
+            str | None,
+            typer.Option(
+                help="Send the answers here, not to the links' own address (in Docker: the "
+                "matching container)."
+            ),
+        ] = None,
+        answer_within: Annotated[
+            float, typer.Option(min=0, help="Seconds a volunteer takes to answer, at most.")
+        ] = 8.0,
+        stay: Annotated[bool, typer.Option(help="Keep answering after the last case until stopped.")] = False,
+        progress: Annotated[
+            bool | None, typer.Option(help="A progress bar (default: when the output is a terminal).")
+        ] = None,
+    ) -> None:
+        """Simulate partners: register volunteers, then refer cases over time (synthetic data).
+
+        Some cases cannot be placed (a rare language, a paused facility, a hearing in two days) and
+        some are rejected: escalations and rejections appear too.
+        """
+        from lastline_intake import demo
+
+        options = demo.Options(
+            partners=tuple(partner or ()),
+            volunteers=volunteers,
+            cases=cases,
+            rate=rate,
+            via=via.value,
+            intake_url=intake_url or f"http://127.0.0.1:{runtime.settings.http_port}",
+            api_key=api_key,
+            seed=seed,
+            answer_from=answer_from,
+            answer_within_s=answer_within,
+            matching_url=matching_url,
+            stay=stay,
+            bar=progress,
+        )
+        configure_logging(runtime.settings)
+        try:
+            counts = asyncio.run(demo.run(runtime, repository, options))
+        except (PartnerError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(" ".join(f"{key}={value}" for key, value in sorted(counts.items())))
 
     @cli.command("erase-expired")
     def erase_expired() -> None:

@@ -721,7 +721,9 @@ class SubmissionProcessor:
                 "offset": received.offset,
                 "record_key": key,
                 "headers": [
-                    {"name": name, "value": base64.b64encode(raw or b"").decode()} for name, raw in headers
+                    # decode() rejected a name with U+0000; jsonb cannot hold it, so it is replaced.
+                    {"name": name.replace("\x00", "\ufffd"), "value": base64.b64encode(raw or b"").decode()}
+                    for name, raw in headers
                 ],
                 "value_encrypted": (
                     self._keyring.encrypt(value, aad=quarantine_aad(base.submission_id)) if value else None

@@ -1083,3 +1083,40 @@ _BUILDERS: dict[str, Builder] = {
     "invalid-phone": _rule(_bad_phone),
     "closed-in-future": _closed_future,
 }
+
+
+# -- one record at a time (the demo) -------------------------------------------------------------------
+
+
+class Network:
+    """The same synthetic volunteers and cases as :func:`simulate`, one valid registration at a time.
+
+    For traffic paced in real time (``lastline-intake simulate``, the ``make run`` demo): the caller
+    decides when each is sent and may change a case's facts to make it hard to place.
+    """
+
+    def __init__(self, partner_ids: Sequence[str], *, today: date, seed: int | str) -> None:
+        if not partner_ids:
+            raise ValueError("at least one partner")
+        self._g = _Generator(tuple(partner_ids), today, random.Random(seed))  # noqa: S311 (not secrets)
+
+    def volunteer(self, partner_id: str) -> VolunteerRegisteredSubmission:
+        submission = self._g._volunteer_submission(self._g._new_volunteer(partner_id), "register")
+        assert isinstance(submission, VolunteerRegisteredSubmission)
+        return submission
+
+    def case(self, partner_id: str, *, hearing: date, external_id: str | None = None) -> CaseOpenedSubmission:
+        """A new client's case at a facility near the partner, its next hearing on ``hearing``."""
+        case = self._g._new_case(partner_id)
+        case.fields["next_hearing_date"] = hearing
+        return CaseOpenedSubmission(
+            external_id=external_id or case.external_id, client=case.client, **case.fields, **case.extra
+        )
+
+    def facilities(self, partner_id: str) -> list[reference.Facility]:
+        """The facilities the partner's cases are at (its region's)."""
+        return list(self._g.facilities[partner_id])
+
+    def court_of(self, facility_code: str) -> str:
+        """The immigration court that hears the cases of a facility."""
+        return self._g.court_of[facility_code]

@@ -7,6 +7,7 @@ import asyncio
 import typer
 
 from lastline_reporting.app import runtime, settings
+from lastline_reporting.rebuild import CHUNK
 from lastline_reporting.rebuild import rebuild as run_rebuild
 from lastline_shared.logging import configure_logging
 from lastline_shared.service_cli import service_cli
@@ -16,7 +17,7 @@ commands = typer.Typer()
 
 @commands.command()
 def rebuild(
-    chunk: int = typer.Option(20_000, min=100, help="Events folded and written per statement"),
+    chunk: int = typer.Option(CHUNK, min=100, help="Events folded in memory per write"),
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
     """Replay every topic from the beginning into new read-model tables, then swap them in."""

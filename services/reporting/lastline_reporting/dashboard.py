@@ -73,6 +73,11 @@ def _duration(hours: float | None) -> str:
     return f"{hours / 24:.1f} days"
 
 
+def _sortable(value: float | None) -> str:
+    """A cell's value for sorting on the page: a suppressed or missing one sorts first."""
+    return "" if value is None else repr(value)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("lastline_reporting", "templates"),
@@ -81,7 +86,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(count=_count, pct=_pct, duration=_duration, humanize=humanize)
+    env.filters.update(count=_count, pct=_pct, duration=_duration, humanize=humanize, sortable=_sortable)
     return env
 
 

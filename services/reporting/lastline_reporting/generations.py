@@ -63,8 +63,12 @@ class Generations:
         await db.execute(self.tables.current.insert().values(generation=generation))
         return generation
 
-    async def create(self, db: Db, *, status: str = "building") -> int:
-        """A new, empty generation of tables."""
+    async def create(self, db: Db, *, status: str = "building", bulk: bool = False) -> int:
+        """A new, empty generation of tables.
+
+        ``bulk`` (a rebuild): ``UNLOGGED`` and without secondary indexes, so that loading it writes
+        no WAL and maintains no index; :meth:`finish_bulk` makes it an ordinary generation.
+        """
         await db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._lock_key})
         latest = await db.scalar(select(func.max(self.tables.generations.c.generation)))
         generation = (latest or 0) + 1
@@ -74,9 +78,18 @@ class Generations:
             )
         )
         for spec in rm.TABLES:
-            for statement in spec.ddl(self.schema, generation):
+            statements = spec.ddl(self.schema, generation, unlogged=bulk)
+            for statement in statements[:1] if bulk else statements:
                 await db.execute(text(statement))
         return generation
+
+    async def finish_bulk(self, db: Db, generation: int) -> None:
+        """Index a bulk-loaded generation and make it crash-safe (``SET LOGGED``) before it goes live."""
+        await db.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))  # index sorts in memory
+        for spec in rm.TABLES:
+            for statement in spec.index_ddl(self.schema, generation):
+                await db.execute(text(statement))
+            await db.execute(text(f"ALTER TABLE {spec.qualified(self.schema, generation)} SET LOGGED"))
 
     async def lock_current(self, db: Db) -> int | None:
         """Take the pointer exclusively: live batches wait until the caller's transaction ends."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 
 from aiokafka import AIOKafkaProducer
 
@@ -335,8 +336,10 @@ def _notify(history: History, rng: random.Random, case_id: uuid.UUID, vid: uuid.
         history.add(NotificationSent(**delivery, attempt=2), at + timedelta(minutes=5), rng)
 
 
-async def publish(bootstrap: str, records: Sequence[KafkaRecord], *, chunk: int = 5000) -> None:
-    """Produce ``records`` in order (idempotent producer, acks=all)."""
+async def publish(bootstrap: str, records: Iterable[KafkaRecord], *, chunk: int = 5000) -> int:
+    """Produce ``records`` in order (idempotent producer, acks=all), ``chunk`` in flight at a time;
+    a generator is consumed as it goes (a benchmark's million records need not all be in memory).
+    Returns how many were produced."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
@@ -345,13 +348,16 @@ async def publish(bootstrap: str, records: Sequence[KafkaRecord], *, chunk: int 
         max_batch_size=256 * 1024,
     )
     await producer.start()
+    produced = 0
     try:
-        for start in range(0, len(records), chunk):
+        it = iter(records)
+        while part := list(islice(it, chunk)):
             futures = [
-                await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
-                for r in records[start : start + chunk]
+                await producer.send(r.topic, r.value, key=r.key, headers=list(r.headers)) for r in part
             ]
             for future in futures:
                 await future
+            produced += len(part)
     finally:
         await producer.stop()
+    return produced

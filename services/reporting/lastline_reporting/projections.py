@@ -71,6 +71,11 @@ class Batch:
         if project is not None:
             project(self, data, at, event_id)
 
+    def project(self, project: Projection, data: Any, at: datetime, event_id: uuid.UUID) -> None:
+        """An event given as anything with its contract's attributes (the rebuild's slim structs)."""
+        project(self, data, at, event_id)
+        self.events += 1
+
     def extend(self, envelopes: Iterable[Envelope]) -> Batch:
         for envelope in envelopes:
             self.add(envelope)
@@ -271,7 +276,9 @@ def _facility(batch: Batch, data: FacilityStatusChanged, _at: datetime, event_id
     )
 
 
-_PROJECTIONS: dict[type[Contract], Callable[[Batch, Any, datetime, uuid.UUID], None]] = {
+Projection = Callable[[Batch, Any, datetime, uuid.UUID], None]
+
+_PROJECTIONS: dict[type[Contract], Projection] = {
     CaseOpened: _case_facts,
     CaseUpdated: _case_facts,
     CaseClosed: _case_closed,
@@ -292,6 +299,11 @@ _PROJECTIONS: dict[type[Contract], Callable[[Batch, Any, datetime, uuid.UUID], N
     SubmissionRejected: _rejected,
     FacilityStatusChanged: _facility,
 }
+
+
+def projection_for(event_type: str) -> Projection:
+    """The projection of the contract with this CloudEvents ``type``."""
+    return next(project for model, project in _PROJECTIONS.items() if model.event_type == event_type)
 
 
 # --- writing --------------------------------------------------------------------------------------

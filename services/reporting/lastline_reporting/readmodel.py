@@ -16,7 +16,7 @@ expanded by ``json_to_recordset``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Row = dict[str, Any]
@@ -61,6 +61,27 @@ Rule = Keep | Least | Greatest | Earliest | Latest
 
 
 @dataclass(frozen=True)
+class _MergePlan:
+    keep: tuple[str, ...]
+    least: tuple[str, ...]
+    greatest: tuple[str, ...]
+    earliest: tuple[tuple[str, str, tuple[str, ...]], ...]
+    latest: tuple[tuple[str, str, tuple[str, ...]], ...]
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> _MergePlan:
+        return cls(
+            keep=tuple(c for r in rules if isinstance(r, Keep) for c in r.columns),
+            least=tuple(r.column for r in rules if isinstance(r, Least)),
+            greatest=tuple(r.column for r in rules if isinstance(r, Greatest)),
+            earliest=tuple(
+                (r.at, r.event, tuple(_rule_columns(r))) for r in rules if isinstance(r, Earliest)
+            ),
+            latest=tuple((r.at, r.event, tuple(_rule_columns(r))) for r in rules if isinstance(r, Latest)),
+        )
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
     key: str
@@ -68,6 +89,8 @@ class TableSpec:
     """Column name -> PostgreSQL type, key first."""
     rules: tuple[Rule, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
+    plan: _MergePlan = field(init=False, repr=False, compare=False)
+    """The rules grouped by kind, for :func:`merge` (which runs for most events of a replay)."""
 
     def __post_init__(self) -> None:
         covered = [self.key]
@@ -75,29 +98,40 @@ class TableSpec:
             covered += _rule_columns(rule)
         if sorted(covered) != sorted(self.columns) or len(set(covered)) != len(covered):
             raise ValueError(f"{self.name}: rules must cover every column exactly once")
+        object.__setattr__(self, "plan", _MergePlan.of(self.rules))
 
     def qualified(self, schema: str, generation: int) -> str:
         return f'"{schema}"."g{generation}_{self.name}"'
 
-    def ddl(self, schema: str, generation: int) -> list[str]:
+    def ddl(self, schema: str, generation: int, *, unlogged: bool = False) -> list[str]:
+        """The table (``UNLOGGED`` while a rebuild loads it) and then its indexes."""
         table = self.qualified(schema, generation)
         columns = ",\n    ".join(f"{name} {pg_type}" for name, pg_type in self.columns.items())
-        statements = [f"CREATE TABLE {table} (\n    {columns},\n    PRIMARY KEY ({self.key})\n)"]
+        kind = "UNLOGGED TABLE" if unlogged else "TABLE"
+        create = f"CREATE {kind} {table} (\n    {columns},\n    PRIMARY KEY ({self.key})\n)"
+        return [create, *self.index_ddl(schema, generation)]
+
+    def index_ddl(self, schema: str, generation: int) -> list[str]:
+        table = self.qualified(schema, generation)
+        statements = []
         for cols in self.indexes:
             index = f"g{generation}_{self.name}_{'_'.join(cols)}"
-            statements.append(f'CREATE INDEX "{index}" ON {table} ({", ".join(cols)})')
+            statements.append(f'CREATE INDEX IF NOT EXISTS "{index}" ON {table} ({", ".join(cols)})')
         return statements
 
-    def upsert_sql(self, schema: str, generation: int) -> str:
-        """``INSERT ... SELECT FROM json_to_recordset(:rows) ON CONFLICT DO UPDATE`` with the rules."""
+    def upsert_sql(self, schema: str, generation: int, source: str | None = None) -> str:
+        """``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` with the rules, from ``json_to_recordset(:rows)``
+        or from the table ``source`` (a rebuild's staging table, of the same columns)."""
         names = list(self.columns)
-        record = ", ".join(f"{name} {pg_type}" for name, pg_type in self.columns.items())
+        if source is None:
+            record = ", ".join(f"{name} {pg_type}" for name, pg_type in self.columns.items())
+            source = f"json_to_recordset(CAST(:rows AS json)) AS x({record})"
         sets: list[str] = []
         for rule in self.rules:
             sets += _rule_sql(rule)
         return (
             f"INSERT INTO {self.qualified(schema, generation)} AS t ({', '.join(names)})\n"
-            f"SELECT {', '.join(names)} FROM json_to_recordset(CAST(:rows AS json)) AS x({record})\n"
+            f"SELECT {', '.join(names)} FROM {source}\n"
             f"ON CONFLICT ({self.key}) DO UPDATE SET {', '.join(sets)}"
         )
 
@@ -125,32 +159,29 @@ def _rule_sql(rule: Rule) -> list[str]:
     return [f"{c} = CASE WHEN {wins} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _rule_columns(rule)]
 
 
-def _wins(rule: Earliest | Latest, new: Row, old: Row) -> bool:
-    new_at, old_at = new.get(rule.at), old.get(rule.at)
-    if new_at is None:
-        return False
-    if old_at is None:
-        return True
-    if isinstance(rule, Earliest):
-        return bool((new_at, new[rule.event]) < (old_at, old[rule.event]))
-    return bool((new_at, new[rule.event]) > (old_at, old[rule.event]))
-
-
 def merge(spec: TableSpec, old: Row, new: Row) -> Row:
-    """``old`` updated with ``new`` by the table's rules (the same result as the SQL upsert)."""
-    for rule in spec.rules:
-        if isinstance(rule, Keep):
-            for c in rule.columns:
-                if old.get(c) is None and new.get(c) is not None:
-                    old[c] = new[c]
-        elif isinstance(rule, Least | Greatest):
-            c = rule.column
-            a, b = old.get(c), new.get(c)
-            if b is not None and (a is None or (b < a if isinstance(rule, Least) else b > a)):
-                old[c] = b
-        elif _wins(rule, new, old):
-            for c in _rule_columns(rule):
-                old[c] = new.get(c)
+    """``old`` updated with ``new`` by the table's rules (the same result as the SQL upsert).
+
+    A group (:class:`Earliest`, :class:`Latest`) wins when its time is set and it is older (newer)
+    by ``(time, event id)``, or the old one has no time."""
+    plan, get, old_get = spec.plan, new.get, old.get
+    for c in plan.keep:
+        if old_get(c) is None and (b := get(c)) is not None:
+            old[c] = b
+    for c in plan.least:
+        if (b := get(c)) is not None and ((a := old_get(c)) is None or b < a):
+            old[c] = b
+    for c in plan.greatest:
+        if (b := get(c)) is not None and ((a := old_get(c)) is None or b > a):
+            old[c] = b
+    for at, event, columns in plan.earliest:
+        if (b := get(at)) is not None and ((a := old_get(at)) is None or (b, new[event]) < (a, old[event])):
+            for c in columns:
+                old[c] = get(c)
+    for at, event, columns in plan.latest:
+        if (b := get(at)) is not None and ((a := old_get(at)) is None or (b, new[event]) > (a, old[event])):
+            for c in columns:
+                old[c] = get(c)
     return old
 
 

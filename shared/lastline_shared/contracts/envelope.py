@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from uuid import UUID, uuid4
 
 from pydantic import ValidationError
@@ -39,6 +40,10 @@ Headers = tuple[tuple[str, bytes], ...]
 _SOURCE = re.compile(r"^/(services|partners)/([a-z0-9-]{2,40})$")
 _TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+# CloudEvents forbids control characters in attribute values; PostgreSQL cannot store U+0000 in text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A JSON escape of U+0000 (not an escaped backslash followed by "u0000"): valid JSON, unstorable text.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _MESSAGE_LIMIT = 500
 
 
@@ -266,6 +271,7 @@ def _read_headers(headers: Headers, reasons: list[Reason]) -> dict[str, str]:
                 found[name] = by_name[name].decode("utf-8")
             except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
                 reasons.append(_header_reason(name, DecodeCode.INVALID_HEADER, "Not a UTF-8 string"))
+        _drop_control_characters(headers, found, reasons)
         for name in _REQUIRED_HEADERS:
             if name not in by_name:
                 message = "Required header missing"
@@ -285,10 +291,20 @@ def _read_headers(headers: Headers, reasons: list[Reason]) -> dict[str, str]:
             found[name] = raw.decode("utf-8")
         except (UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
             reasons.append(_header_reason(name, DecodeCode.INVALID_HEADER, "Not a UTF-8 string"))
+    _drop_control_characters(headers, found, reasons)
     for name in _REQUIRED_HEADERS:
         if name not in seen:
             reasons.append(_header_reason(name, DecodeCode.MISSING_HEADER, "Required header missing"))
     return found
+
+
+def _drop_control_characters(headers: Headers, found: dict[str, str], reasons: list[Reason]) -> None:
+    """Reject control characters in header names and in the attributes read (never echoed)."""
+    if any(_CONTROL.search(name) for name, _ in headers):
+        reasons.append(_reason("headers", DecodeCode.INVALID_HEADER, "A header name has a control character"))
+    for name in [name for name, text in found.items() if _CONTROL.search(text)]:
+        del found[name]
+        reasons.append(_header_reason(name, DecodeCode.INVALID_HEADER, "Has a control character"))
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -384,6 +400,10 @@ def _read_data(model: type[Contract] | None, value: bytes | None, reasons: list[
         return None
     if model is None:
         return None
+    if _JSON_NUL.search(value):
+        message = "The value contains U+0000, which text fields cannot hold"
+        reasons.append(_reason("", DecodeCode.INVALID_ENCODING, message))
+        return None
     try:
         return model.model_validate_json(value)
     except ValidationError as error:
@@ -477,6 +497,97 @@ def decode(
         type=data.event_type,
         subject=subject,
         time=attributes.time,
+        traceparent=traceparent,
+        topic=topic,
+        key=key,
+        headers=header_tuple,
+        data=data,
+        partner_id=partner_id,
+    )
+
+
+# -- the same, quicker for the usual record ------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _route(
+    topic: str, event_type: str, source: str, dataschema: str | None
+) -> tuple[type[Contract], str | None] | None:
+    """The model and partner of a record with these attributes if they pass every check of
+    :func:`decode` that does not look at the data; None if any fails. Cached: records repeat them."""
+    source_match = _SOURCE.match(source)
+    resolved = resolve(topic)
+    if source_match is None or (resolved is None and looks_like_partner_topic(topic)):
+        return None
+    found = {"ce_type": event_type}
+    if dataschema is not None:
+        found["ce_dataschema"] = dataschema
+    reasons: list[Reason] = []
+    model = _pick_model(topic, resolved, found, reasons)
+    if model is None or reasons or _source_problems(resolved, source_match):
+        return None
+    return model, resolved.partner_id if resolved is not None else None
+
+
+def decode_fast(
+    topic: str, key: bytes | None, headers: Sequence[tuple[str, bytes]], value: bytes | None
+) -> Envelope | DecodeError:
+    """Exactly what :func:`decode` returns, about twice as fast for a well-formed record (replays).
+
+    It makes the same checks with the per-topic ones cached and hands anything unusual (a repeated,
+    missing, non-UTF-8 or non-canonical header, invalid data, a key that does not match) to
+    :func:`decode`, which then finds the same result and every reason.
+    """
+    header_tuple = tuple(headers)
+    by_name = dict(header_tuple)
+    try:
+        if (
+            len(by_name) != len(header_tuple)
+            or by_name["ce_specversion"] != b"1.0"
+            or by_name.get("content-type", b"application/json") != b"application/json"
+            or value is None
+            or len(value) > MAX_VALUE_BYTES
+            or _JSON_NUL.search(value)
+            or any(_CONTROL.search(name) for name in by_name)
+        ):
+            return decode(topic, key, header_tuple, value)
+        raw_id = by_name["ce_id"].decode()
+        raw_time = by_name["ce_time"].decode()
+        event_type = by_name["ce_type"].decode()
+        source = by_name["ce_source"].decode()
+        raw_subject = by_name.get("ce_subject")
+        subject = None if raw_subject is None else raw_subject.decode()
+        raw_schema = by_name.get("ce_dataschema")
+        dataschema = None if raw_schema is None else raw_schema.decode()
+        raw_parent = by_name.get("traceparent")
+        traceparent = None if raw_parent is None else raw_parent.decode()
+    except (KeyError, UnicodeDecodeError, AttributeError):  # AttributeError: a null header value
+        return decode(topic, key, header_tuple, value)
+    route = _route(topic, event_type, source, dataschema)
+    time = _parse_time(raw_time)
+    attributes = (raw_time, event_type, source, subject or "", dataschema or "", traceparent or "")
+    if route is None or time is None or not _UUID.match(raw_id) or _CONTROL.search("".join(attributes)):
+        return decode(topic, key, header_tuple, value)
+    model, partner_id = route
+    try:
+        data = model.model_validate_json(value)
+    except ValidationError:
+        return decode(topic, key, header_tuple, value)
+    aggregate_id = data.aggregate_id()
+    if (
+        key != aggregate_id.encode()
+        or (subject is not None and subject != aggregate_id)
+        or (partner_id is not None and getattr(data, "partner_id", partner_id) != partner_id)
+    ):
+        return decode(topic, key, header_tuple, value)
+    if traceparent is not None and not _TRACEPARENT.match(traceparent):
+        traceparent = None
+    return Envelope(
+        id=raw_id.lower(),
+        source=source,
+        type=data.event_type,
+        subject=subject,
+        time=time,
         traceparent=traceparent,
         topic=topic,
         key=key,
