@@ -153,7 +153,10 @@ async def run(infra: InfraEndpoints) -> list[Figure]:
         await producer.stop()
         await service.stop(grace_s=10)
     where = machine()
-    network = f"{VOLUNTEERS:,} attorneys (capacity 5), real service process, 2 decision loops"
+    network = (
+        f"{VOLUNTEERS:,} attorneys (capacity 5), real service process, 2 decision loops, "
+        "batches of up to 16 cases"
+    )
     return [
         Figure(
             "matching: case-opened to match-proposed, p50",

@@ -7,12 +7,16 @@ language, facility, case-type and capacity mixes (see ``Network``):
   moment, as the online path decides) against the optimum of the global pass (min-cost flow over each
   case's best candidates, proven optimal over *every* eligible pair by LP duality): matched cases and
   total score (both counted with the scores at the start of the pass), and the gap in %;
+- online decisions with dual prices (as the service makes them after a global pass): each case takes
+  its best attorney by score minus the attorney's price, the prices coming from a global pass over an
+  *earlier* batch of cases from the same mix (another seed) on the same volunteers, as the last
+  periodic pass left them; and, as a bound, with the prices of this batch's own optimum (an oracle);
 - the time of the global pass (graph, solve, proof) and the number of edges;
 - the online decision time per case: over the in-memory pool (``VolunteerPool.evaluate`` + pick), and
   the scalar ``rank`` over a case's prefiltered candidates (at most 500), as the service calls it.
 
 ``python -m bench.matching_quality [--sizes 1000x500,10000x5000]`` runs it alone and merges its figures
-into bench/results.json; ``make bench`` runs it with the others.
+into bench/results.json (``--no-merge`` prints them only); ``make bench`` runs it with the others.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ PASS_BUDGET_S = 90.0
 """The global pass stops proving after the round that passes this (the largest network needs about
 11 rounds and 3 minutes to be proven optimal here; see README.md)."""
 RANK_CANDIDATES = 500
+PRIOR_BUDGET_S = 30.0
+"""The budget of the earlier batch's pass that prices volunteers (its duals need no proof)."""
 
 # Client languages (ISO 639-3), preferred first, with their share of cases: Spanish dominant, then
 # Indigenous Guatemalan languages (most clients also speak some Spanish), Haitian Creole, ...
@@ -269,11 +275,19 @@ def measure(n_cases: int, n_volunteers: int) -> list[Figure]:
     cases = network.cases
 
     greedy, durations = online_greedy(cases, pool, context_of)
+    # The last periodic pass's prices: a pass over an earlier batch (same mix, another seed).
+    earlier = generate(n_cases, 0, seed=8).cases
+    prior = optimise(earlier, pool, context_of, top_k=TOP_K, budget_s=PRIOR_BUDGET_S)
+    assert prior.duals is not None
+    priced, _ = online_greedy(cases, pool, context_of, prices=prior.duals.prices())
     started = time.perf_counter()
     result = optimise(cases, pool, context_of, top_k=TOP_K, include=greedy, budget_s=PASS_BUDGET_S)
     pass_s = time.perf_counter() - started
     best = result.assignment
     assert best.matched >= greedy.matched
+    oracle = None
+    if result.duals is not None:
+        oracle, _ = online_greedy(cases, pool, context_of, prices=result.duals.prices())
     optimum = "min-cost-flow optimum" if result.proven_optimal else "min-cost-flow (budget, not proven)"
 
     # The scalar path as the service calls it: a case's prefiltered candidates (role, room, reach,
@@ -309,10 +323,26 @@ def measure(n_cases: int, n_volunteers: int) -> list[Figure]:
         f"greedy's pairs, {'+'.join(f'{a:,}' for a in result.added) or 'none'} added), "
         f"{proof} {result.eligible_pairs:,} eligible pairs, {result.rounds} round(s)"
     )
-    phases = ", ".join(f"{name} {t:.1f}s" for name, t in result.seconds.items())
-    gap_score = 100 * (best.total_score - greedy.total_score) / best.total_score if best.total_score else 0.0
-    gap_matched = 100 * (best.matched - greedy.matched) / best.matched if best.matched else 0.0
     where = machine()
+    phases = ", ".join(f"{name} {t:.1f}s" for name, t in result.seconds.items())
+
+    def gap(found: float, optimum: float) -> float:
+        return 100 * (optimum - found) / optimum if optimum else 0.0
+
+    gap_score, gap_matched = gap(greedy.total_score, best.total_score), gap(greedy.matched, best.matched)
+    priced_note = (
+        f"{graph}; online with the prices of a pass over an earlier batch ({prior.rounds} round(s), "
+        f"{'proven' if prior.proven_optimal else 'budget'}): {priced.matched:,} placed, matched gap "
+        f"{gap(priced.matched, best.matched):.2f}%"
+    )
+    oracle_figures = []
+    if oracle is not None:
+        oracle_figures.append(
+            Figure(f"matching {n_cases}x{n_volunteers}: online with this batch's duals (oracle) gap, score",
+                   gap(oracle.total_score, best.total_score), "%", None, None, where,
+                   f"{graph}; a bound: the prices of this batch's own optimum; {oracle.matched:,} placed, "
+                   f"matched gap {gap(oracle.matched, best.matched):.2f}%")
+        )  # fmt: skip
     return [
         Figure(f"matching {n_cases}x{n_volunteers}: matched (greedy online)", greedy.matched, "cases",
                optimum, best.matched, where, graph),
@@ -320,6 +350,13 @@ def measure(n_cases: int, n_volunteers: int) -> list[Figure]:
                optimum, best.total_score, where, graph),
         Figure(f"matching {n_cases}x{n_volunteers}: greedy gap to optimum, score", gap_score, "%",
                None, None, where, f"{graph}; matched gap {gap_matched:.2f}%"),
+        Figure(f"matching {n_cases}x{n_volunteers}: matched (online with duals)", priced.matched, "cases",
+               optimum, best.matched, where, priced_note),
+        Figure(f"matching {n_cases}x{n_volunteers}: total score (online with duals)", priced.total_score,
+               "score", optimum, best.total_score, where, priced_note),
+        Figure(f"matching {n_cases}x{n_volunteers}: online with duals gap to optimum, score",
+               gap(priced.total_score, best.total_score), "%", None, None, where, priced_note),
+        *oracle_figures,
         Figure(f"matching {n_cases}x{n_volunteers}: global pass time", pass_s, "s", None, None, where,
                f"{graph}; {phases}; pool built in {pool_s:.2f}s"),
         Figure(f"matching {n_cases}x{n_volunteers}: online decision p50 (pool)", _ms(durations, 0.5), "ms",
@@ -356,10 +393,16 @@ def _merge(figures: list[Figure]) -> list[Figure]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(f"{c}x{v}" for c, v in SIZES))
+    parser.add_argument("--no-merge", action="store_true", help="print the figures, leave results.json")
     args = parser.parse_args()
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     figures = run([(c, v) for c, v in sizes])
-    report(_merge(figures))
+    if args.no_merge:
+        for f in figures:
+            baseline = f" (baseline {f.baseline_value:.6g})" if f.baseline_value is not None else ""
+            print(f"{f.name}: {f.value:.6g} {f.unit}{baseline}")
+    else:
+        report(_merge(figures))
 
 
 if __name__ == "__main__":

@@ -175,6 +175,15 @@ class MatchingSettings(ServiceSettings):
     escalation_check_every_s: float = Field(default=60, gt=0)
     # Loops per instance deciding queued cases (each in its own short transaction).
     decision_loops: int = Field(default=2, ge=1)
+    # Queued cases a decision loop claims and decides in one transaction.
+    decision_batch: int = Field(default=16, ge=1)
+    # The periodic global pass re-optimising open proposals (0: off), one instance at a time; the
+    # solver's time budget, the most cases it takes (closest hearings first), and the gain below
+    # which an open proposal stays where it is.
+    reoptimise_every_s: float = Field(default=60, ge=0)
+    reoptimise_budget_s: float = Field(default=5, gt=0)
+    reoptimise_max_cases: int = Field(default=5_000, ge=1)
+    reoptimise_keep_bonus: float = Field(default=0.01, ge=0)
     network_timezone: str = "America/New_York"
 
 
@@ -209,6 +218,9 @@ class NotificationsSettings(ServiceSettings):
     # Retries wait base * 2^(attempt-1), capped, with jitter.
     retry_base_s: float = Field(default=10, gt=0)
     retry_max_s: float = Field(default=3600, gt=0)
+    # A message whose volunteer or case has not reached the projections yet waits this long (without
+    # using attempts) before it fails.
+    hold_unknown_s: float = Field(default=86_400, gt=0)
     # A delivery claimed longer ago than this by a sender that died is sent again.
     delivery_lease_s: float = Field(default=120, gt=0)
     reminder_days: list[int] = Field(default_factory=lambda: [7, 1])

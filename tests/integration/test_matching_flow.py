@@ -184,6 +184,21 @@ async def test_capacity_holds_under_concurrent_proposals(db: MatchingDb) -> None
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_a_batch_decides_several_cases_in_one_transaction_within_capacity(db: MatchingDb) -> None:
+    v = volunteer(max_active_cases=2)
+    await db.feed(v, now=NOW)
+    async with db.sessions.begin() as session:
+        for c in [case() for _ in range(5)]:
+            await db.placement.on_case(session, c, NOW)
+    async with db.sessions.begin() as session:
+        assert await db.placement.decide_batch(session, NOW, 16) == 5
+    proposals = await db.of(MatchProposed)
+    assert len({p.case_id for p in proposals}) == len(proposals) == 2
+    assert (await db.volunteer(v.volunteer_id))["reserved"] == 2
+    assert await db.decide(NOW) == 0  # the batch took every queued case
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_withdrawn_volunteer_ends_the_match_and_the_case_is_offered_again(db: MatchingDb) -> None:
     first, second = volunteer(), volunteer()
     c = case()

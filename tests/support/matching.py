@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import lastline_matching
 from lastline_matching.choosing import Chooser
 from lastline_matching.placement import Placement, Timing
+from lastline_matching.reoptimise import PassLimits, Reoptimiser
 from lastline_matching.store import MatchingStore
 from lastline_matching.tables import MatchingTables
 from lastline_shared import migrations
@@ -38,6 +39,7 @@ class MatchingDb:
     tables: MatchingTables
     outbox: Outbox
     placement: Placement
+    reoptimiser: Reoptimiser
     clock: dict[str, Any] = field(default_factory=dict)
 
     async def feed(self, *events: Contract, now: datetime | None = None) -> None:
@@ -63,6 +65,11 @@ class MatchingDb:
                 if await self.placement.decide_next(session, now or datetime.now(UTC)) is None:
                     return decided
             decided += 1
+
+    async def reoptimise(self, now: datetime | None = None) -> int:
+        """One global pass, as the timer runs it; returns how many cases changed hands."""
+        async with self.sessions.begin() as session:
+            return await self.reoptimiser.run(session, now or datetime.now(UTC))
 
     async def events(self, event_type: str | None = None) -> list[Envelope]:
         return [e for e in await outbox_envelopes(self.sessions, self.outbox) if event_type in (None, e.type)]
@@ -95,8 +102,11 @@ async def matching_db(
         timing=timing or Timing(),
         today=lambda: clock["today"],
     )
+    reoptimiser = Reoptimiser(placement, limits=PassLimits(budget_s=5.0), schema=schema)
     try:
-        yield MatchingDb(schema, engine, make_session_factory(engine), tables, outbox, placement, clock)
+        yield MatchingDb(
+            schema, engine, make_session_factory(engine), tables, outbox, placement, reoptimiser, clock
+        )
     finally:
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -198,3 +198,43 @@ def test_online_greedy_follows_the_load_and_leaves_the_pool_alone() -> None:
         result.matched,
         result.total_score - 1e-9,
     )
+
+
+def test_the_pass_keeps_a_current_pair_unless_another_gains_more_than_the_bonus() -> None:
+    case = CaseView(
+        id=uuid.UUID(int=1),
+        facility_code="STWRTGA",
+        court_code="LUM",
+        case_type=CaseType.ASYLUM,
+        languages=("spa",),
+        next_hearing_date=TODAY + timedelta(days=30),
+    )
+
+    def attorney(n: int, level: ExperienceLevel) -> VolunteerView:
+        return VolunteerView(
+            id=uuid.UUID(int=100 + n),
+            roles=frozenset({VolunteerRole.ATTORNEY}),
+            languages=frozenset({"spa"}),
+            experience_level=level,
+            practice_areas=frozenset({PracticeArea.ASYLUM}),
+            max_active_cases=1,
+            remote=True,
+        )
+
+    def placed(pool: VolunteerPool, keep_to: int) -> int:
+        candidates = pool.evaluate(case, _context(case))
+        kept = Assignment(np.array([keep_to]), np.array([pool.scores(candidates)[keep_to]]))
+        result = optimise([case], pool, _context, keep=kept, keep_bonus=0.01)
+        return int(result.assignment.volunteer_of[0])
+
+    twins = VolunteerPool(
+        [attorney(0, ExperienceLevel.EXPERIENCED), attorney(1, ExperienceLevel.EXPERIENCED)],
+        VolunteerRole.ATTORNEY,
+    )
+    assert optimise([case], twins, _context).assignment.volunteer_of[0] == 0  # ties: the smaller id
+    assert placed(twins, 1) == 1  # as good: no churn
+    better = VolunteerPool(
+        [attorney(0, ExperienceLevel.EXPERIENCED), attorney(1, ExperienceLevel.INTERMEDIATE)],
+        VolunteerRole.ATTORNEY,
+    )
+    assert placed(better, 1) == 0  # a real gain moves the case

@@ -177,6 +177,16 @@ def test_rank_puts_the_best_first_with_reasons_and_skips_the_ineligible() -> Non
     assert rank(case, [best], ATTORNEY, replace(CONTEXT, facility_paused=True)) == []
 
 
+def test_rank_with_dual_prices_takes_a_scarce_volunteer_last_and_keeps_the_score() -> None:
+    case = _case()
+    scarce = _volunteer(5, languages=frozenset({"mam", "spa"}))
+    plain = _volunteer(4)
+    assert [r.volunteer for r in rank(case, [scarce, plain], ATTORNEY, CONTEXT)] == [scarce, plain]
+    priced = rank(case, [scarce, plain], ATTORNEY, CONTEXT, prices={scarce.id: 3.0})
+    assert [r.volunteer for r in priced] == [plain, scarce]
+    assert priced[1].score == score(case, scarce, ATTORNEY, CONTEXT).score  # the price is not published
+
+
 def test_rank_breaks_ties_by_the_smaller_id_and_flags_novices() -> None:
     twins = [_volunteer(n) for n in (9, 3, 7)]
     assert [r.volunteer.id.int for r in rank(_case(), twins, ATTORNEY, CONTEXT)] == [3, 7, 9]

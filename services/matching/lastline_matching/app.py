@@ -6,6 +6,7 @@ from pathlib import Path
 from lastline_matching import consumers, responses, staff, timers
 from lastline_matching.choosing import Chooser
 from lastline_matching.placement import Placement, Timing
+from lastline_matching.reoptimise import PassLimits, Reoptimiser
 from lastline_matching.store import MatchingStore
 from lastline_matching.tables import MatchingTables
 from lastline_shared.clock import network_today
@@ -39,6 +40,17 @@ timers.register(
     expiry_every_s=settings.expiry_check_every_s,
     escalation_every_s=settings.escalation_check_every_s,
     decision_loops=settings.decision_loops,
+    decision_batch=settings.decision_batch,
+    reoptimiser=Reoptimiser(
+        placement,
+        limits=PassLimits(
+            budget_s=settings.reoptimise_budget_s,
+            max_cases=settings.reoptimise_max_cases,
+            keep_bonus=settings.reoptimise_keep_bonus,
+        ),
+        schema=settings.db_schema,
+    ),
+    reoptimise_every_s=settings.reoptimise_every_s,
 )
 runtime.routers.append(
     responses.build_router(sessions=runtime.sessions, placement=placement, settings=settings)

@@ -53,7 +53,8 @@ class Chooser:
         *,
         mentor_available: bool = True,
     ) -> list[Choice]:
-        """The ``limit`` best eligible candidates by the domain's rules and score, best first."""
+        """The ``limit`` best eligible candidates by the domain's rules and score minus the volunteer's
+        dual price (``dual_price``, from the last global pass, when the row has it), best first."""
         case = CaseView.from_facts(facts)
         context = Context(
             today=self._today(),
@@ -61,9 +62,10 @@ class Chooser:
             interpreter_available=CaseNeed.INTERPRETER in case.needs,
         )
         candidates = [VolunteerView.from_row(row, mentor_capacity=self._mentor_capacity) for row in rows]
+        prices = {row["volunteer_id"]: row["dual_price"] for row in rows if row.get("dual_price")}
         return [
             Choice(r.volunteer.id, round(r.score, 4), r.components, r.reasons, r.mentor_needed)
-            for r in rank(case, candidates, role, context, limit=limit)
+            for r in rank(case, candidates, role, context, limit=limit, prices=prices)
         ]
 
     def still_fits(self, facts: Mapping[str, Any], row: Mapping[Any, Any], role: VolunteerRole) -> bool:

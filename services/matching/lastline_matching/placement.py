@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_matching.choosing import Choice, Chooser
-from lastline_matching.store import MatchingStore
+from lastline_matching.store import CaseHistory, MatchingStore
 from lastline_shared.contracts.base import Contract
 from lastline_shared.contracts.cases import CaseClosed, CaseSnapshot, CaseUpdated
 from lastline_shared.contracts.enums import (
@@ -75,6 +75,13 @@ class Timing:
         return now + max(self.floor, min(self.base, left * self.share))
 
 
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    row: dict[str, Any]
+    """The ``proposals`` row."""
+    event: MatchProposed
+
+
 class Placement:
     def __init__(
         self,
@@ -87,9 +94,9 @@ class Placement:
     ) -> None:
         self.store = store
         self._outbox = outbox
-        self._chooser = chooser
-        self._timing = timing
-        self._today = today
+        self.chooser = chooser
+        self.timing = timing
+        self.today = today
 
     async def _emit(self, session: AsyncSession, *events: Contract) -> None:
         await self._outbox.add(session, [encode(e, source=SOURCE) for e in events])
@@ -123,7 +130,7 @@ class Placement:
                 select(p).where(p.c.status == "open", p.c.case_id.in_(cases)).with_for_update()
             )
             for proposal in rows.mappings().all():
-                await self._close_proposal(
+                await self.close_proposal(
                     session, proposal, "retracted", now, RetractionReason.FACILITY_PAUSED
                 )
         else:
@@ -131,60 +138,119 @@ class Placement:
 
     async def decide_next(self, session: AsyncSession, now: datetime) -> UUID | None:
         """Take one queued case and make its proposals; None when the queue has nothing due."""
-        case_id = await self.store.claim_pending(session)
-        if case_id is not None:
-            await self.propose(session, case_id, now)
-        return case_id
+        claimed: list[UUID] = []
+        await self.decide_batch(session, now, 1, claimed)
+        return claimed[0] if claimed else None
+
+    async def decide_batch(
+        self, session: AsyncSession, now: datetime, limit: int, claimed: list[UUID] | None = None
+    ) -> int:
+        """Take up to ``limit`` queued cases and make their proposals in the caller's transaction:
+        one claim, one lock of the cases, one read of their histories, then per role one candidate
+        query and one statement reserving the place and inserting the proposal; the events go to the
+        outbox together. Returns how many cases were claimed (their ids are appended to ``claimed``
+        as soon as they are, so a caller whose transaction failed knows which)."""
+        case_ids = await self.store.claim_many(session, limit)
+        if claimed is not None:
+            claimed.extend(case_ids)
+        if not case_ids:
+            return 0
+        cases = [c for c in await self.store.lock_cases(session, case_ids) if c["status"] == "open"]
+        histories = await self.store.histories(session, [c["case_id"] for c in cases if not c["paused"]])
+        mentor: list[bool] = []  # read once per batch, when a decision needs it
+        events: list[MatchProposed] = []
+        for case in cases:
+            if not case["paused"]:
+                events += await self._propose(session, case, histories[case["case_id"]], mentor, now)
+        await self._emit(session, *events)
+        return len(case_ids)
 
     # -- proposing ------------------------------------------------------------------------------
 
-    async def propose(self, session: AsyncSession, case_id: UUID, now: datetime) -> list[UUID]:
-        """Offer the case's unfilled roles to the best candidates; returns the new proposal ids."""
-        case = await self.store.lock_case(session, case_id)
-        if case is None or case["status"] != "open":
-            return []
+    async def _propose(
+        self,
+        session: AsyncSession,
+        case: RowMapping,
+        history: CaseHistory,
+        mentor: list[bool],
+        now: datetime,
+    ) -> list[MatchProposed]:
+        """Offer the locked case's unfilled roles to the best candidates; returns the proposals."""
         facts = case["facts"]
-        if case["paused"]:
-            return []
-        made: list[UUID] = []
-        history = await self.store.history(session, case_id)
+        made: list[MatchProposed] = []
         hearing = case["next_hearing_date"]
-        urgent = hearing is not None and (hearing - self._today()).days <= self._timing.urgent_days
-        for role in self._chooser.roles_needed(facts):
+        urgent = hearing is not None and (hearing - self.today()).days <= self.timing.urgent_days
+        for role in self.chooser.roles_needed(facts):
             if role in history.matched:
                 continue
             open_now = history.open_to(role)
-            wanted = (self._timing.urgent_fanout if urgent else 1) - len(open_now)
+            wanted = (self.timing.urgent_fanout if urgent else 1) - len(open_now)
             if wanted <= 0:
                 continue
-            excluded = history.declined | open_now
             rows = await self.store.candidates(
                 session,
                 role=role,
                 facility_code=facts["facility_code"],
-                languages=self._chooser.language_filter(facts, role),
+                languages=self.chooser.language_filter(facts, role),
+                exclude=sorted(history.declined | open_now),
             )
-            choices = self._chooser.choose(
+            if not rows:
+                continue
+            if not mentor:
+                mentor.append(await self.store.mentor_available(session))
+            choices = self.chooser.choose(
                 facts,
-                [r for r in rows if r["volunteer_id"] not in excluded],
+                rows,
                 role,
                 limit=wanted + 2,  # a spare or two in case a reservation fails
-                mentor_available=await self.store.mentor_available(session),
+                mentor_available=mentor[0],
             )
             for choice in choices:
                 if wanted <= 0:
                     break
-                if not await self.store.reserve(session, choice.volunteer_id):
-                    continue  # filled up meanwhile (another instance, another case)
                 attempt = history.attempts(role) + 1
+                proposal = self._proposal(case, role, choice, now=now, attempt=attempt)
+                if not await self.store.reserve_and_insert(session, proposal.row):
+                    continue  # filled up meanwhile (another instance, another case)
                 history.proposals.append((role, choice.volunteer_id, "open"))
-                made.append(
-                    await self._insert_proposal(session, case, role, choice, now=now, attempt=attempt)
-                )
+                made.append(proposal.event)
                 wanted -= 1
         return made
 
-    async def _insert_proposal(
+    def _proposal(
+        self, case: RowMapping, role: VolunteerRole, choice: Choice, *, now: datetime, attempt: int
+    ) -> _Proposal:
+        proposal_id = uuid4()
+        expires_at = self.timing.expires_at(now, case["next_hearing_date"])
+        row = {
+            "proposal_id": proposal_id,
+            "case_id": case["case_id"],
+            "volunteer_id": choice.volunteer_id,
+            "role": role.value,
+            "status": "open",
+            "score": choice.score,
+            "components": [c.model_dump(mode="json") for c in choice.components],
+            "reasons": [r.value for r in choice.reasons],
+            "mentor_needed": choice.mentor_needed,
+            "attempt": attempt,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        event = MatchProposed(
+            case_id=case["case_id"],
+            volunteer_id=choice.volunteer_id,
+            role=role,
+            proposal_id=proposal_id,
+            reasons=tuple(choice.reasons),
+            score=choice.score,
+            score_components=tuple(choice.components),
+            expires_at=expires_at,
+            mentor_needed=choice.mentor_needed,
+            attempt=attempt,
+        )
+        return _Proposal(row, event)
+
+    async def insert_proposal(
         self,
         session: AsyncSession,
         case: RowMapping,
@@ -194,41 +260,11 @@ class Placement:
         now: datetime,
         attempt: int,
     ) -> UUID:
-        p = self.store.t.proposals
-        proposal_id = uuid4()
-        expires_at = self._timing.expires_at(now, case["next_hearing_date"])
-        await session.execute(
-            p.insert().values(
-                proposal_id=proposal_id,
-                case_id=case["case_id"],
-                volunteer_id=choice.volunteer_id,
-                role=role.value,
-                status="open",
-                score=choice.score,
-                components=[c.model_dump(mode="json") for c in choice.components],
-                reasons=[r.value for r in choice.reasons],
-                mentor_needed=choice.mentor_needed,
-                attempt=attempt,
-                created_at=now,
-                expires_at=expires_at,
-            )
-        )
-        await self._emit(
-            session,
-            MatchProposed(
-                case_id=case["case_id"],
-                volunteer_id=choice.volunteer_id,
-                role=role,
-                proposal_id=proposal_id,
-                reasons=tuple(choice.reasons),
-                score=choice.score,
-                score_components=tuple(choice.components),
-                expires_at=expires_at,
-                mentor_needed=choice.mentor_needed,
-                attempt=attempt,
-            ),
-        )
-        return proposal_id
+        """Insert an open proposal (its place reserved already) and publish it."""
+        proposal = self._proposal(case, role, choice, now=now, attempt=attempt)
+        await session.execute(self.store.t.proposals.insert().values(proposal.row))
+        await self._emit(session, proposal.event)
+        return proposal.event.proposal_id
 
     # -- answers --------------------------------------------------------------------------------
 
@@ -249,7 +285,7 @@ class Placement:
         if proposal["status"] != "open":
             return proposal["status"], None
         if proposal["expires_at"] <= now:
-            await self._close_proposal(session, proposal, "expired", now)
+            await self.close_proposal(session, proposal, "expired", now)
             return "expired", None
         role = VolunteerRole(proposal["role"])
         case_id = proposal["case_id"]
@@ -270,7 +306,7 @@ class Placement:
                     )
                 )
         except IntegrityError:  # another volunteer took this case and role first
-            await self._close_proposal(session, proposal, "retracted", now, RetractionReason.FILLED)
+            await self.close_proposal(session, proposal, "retracted", now, RetractionReason.FILLED)
             return "filled", None
         await self._set_proposal(session, proposal_id, "accepted", now)
         await self.store.activate(session, volunteer_id)
@@ -281,7 +317,7 @@ class Placement:
             MatchMade(**common, match_id=match_id, proposal_id=proposal_id),
         )
         for other in await self.store.open_proposals(session, case_id, role):
-            await self._close_proposal(session, other, "retracted", now, RetractionReason.FILLED)
+            await self.close_proposal(session, other, "retracted", now, RetractionReason.FILLED)
         if proposal["mentor_needed"]:
             await self._assign_mentor(session, case_id, match_id, volunteer_id)
         await self._mark_placed_if_complete(session, case_id, now)
@@ -303,7 +339,7 @@ class Placement:
         if proposal["status"] != "open":
             return proposal["status"]  # type: ignore[no-any-return]
         await self.store.record_decline(session, proposal["case_id"], volunteer_id, reason)
-        await self._close_proposal(session, proposal, "declined", now, reason=reason)
+        await self.close_proposal(session, proposal, "declined", now, reason=reason)
         await self.store.queue(session, [proposal["case_id"]])
         return "declined"
 
@@ -311,11 +347,11 @@ class Placement:
         """Unanswered proposals past their time expire; their cases go to the next candidates."""
         expired = await self.store.expiring(session, now)
         for proposal in expired:
-            await self._close_proposal(session, proposal, "expired", now)
+            await self.close_proposal(session, proposal, "expired", now)
         await self.store.queue(session, [p["case_id"] for p in expired])
         return len(expired)
 
-    async def _close_proposal(
+    async def close_proposal(
         self,
         session: AsyncSession,
         proposal: RowMapping,
@@ -379,7 +415,7 @@ class Placement:
         if current is not None:
             await self._end_match(session, current, MatchEndReason.STAFF_OVERRIDE, now)
         for proposal in await self.store.open_proposals(session, case_id, role):
-            await self._close_proposal(session, proposal, "retracted", now, RetractionReason.STAFF_OVERRIDE)
+            await self.close_proposal(session, proposal, "retracted", now, RetractionReason.STAFF_OVERRIDE)
         match_id = uuid4()
         await session.execute(
             self.store.t.matches.insert().values(
@@ -409,7 +445,7 @@ class Placement:
     async def escalate_due(self, session: AsyncSession, now: datetime) -> int:
         """Open cases 14, 7 and 3 days before their hearing raise ``case-escalated``, once per level,
         saying which roles are missing and why."""
-        today = self._today()
+        today = self.today()
         raised = 0
         for case in await self.store.open_cases_due(session, today + timedelta(days=LEVELS[0])):
             days = (case["next_hearing_date"] - today).days
@@ -420,7 +456,7 @@ class Placement:
             facts = case["facts"]
             missing = [
                 role
-                for role in self._chooser.roles_needed(facts)
+                for role in self.chooser.roles_needed(facts)
                 if await self.store.active_match(session, case["case_id"], role) is None
             ]
             if not missing:
@@ -464,7 +500,7 @@ class Placement:
                 session,
                 role=role,
                 facility_code=facts["facility_code"],
-                languages=self._chooser.language_filter(facts, role),
+                languages=self.chooser.language_filter(facts, role),
             )
             if funnel["role"] == 0:
                 causes.append(EscalationCause.NO_VOLUNTEER)
@@ -500,7 +536,7 @@ class Placement:
         case = await self.store.lock_case(session, case_id)
         if case is None or case["status"] != "open":
             return
-        for role in self._chooser.roles_needed(case["facts"]):
+        for role in self.chooser.roles_needed(case["facts"]):
             if await self.store.active_match(session, case_id, role) is None:
                 return
         await self.store.set_case_status(session, case_id, "placed", now)
@@ -536,7 +572,7 @@ class Placement:
         for match in active.mappings().all():
             await self._end_match(session, match, reason, now)
         for proposal in await self.store.open_proposals(session, case_id):
-            await self._close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CLOSED)
+            await self.close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CLOSED)
         await self.store.queue_waiting(session)  # the volunteers freed can take waiting cases
 
     async def _volunteer_gone(self, session: AsyncSession, volunteer_id: UUID, now: datetime) -> None:
@@ -553,7 +589,7 @@ class Placement:
             select(p).where(p.c.volunteer_id == volunteer_id, p.c.status == "open").with_for_update()
         )
         for proposal in proposals.mappings().all():
-            await self._close_proposal(
+            await self.close_proposal(
                 session, proposal, "retracted", now, RetractionReason.VOLUNTEER_WITHDREW
             )
             touched.add(proposal["case_id"])
@@ -576,11 +612,11 @@ class Placement:
             if not await self._still_fits(
                 session, case["facts"], proposal["volunteer_id"], VolunteerRole(proposal["role"])
             ):
-                await self._close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CHANGED)
+                await self.close_proposal(session, proposal, "retracted", now, RetractionReason.CASE_CHANGED)
 
     async def _still_fits(
         self, session: AsyncSession, facts: dict[str, Any], volunteer_id: UUID, role: VolunteerRole
     ) -> bool:
         v = self.store.t.volunteers
         row = (await session.execute(select(v).where(v.c.volunteer_id == volunteer_id))).mappings().first()
-        return row is not None and self._chooser.still_fits(facts, row, role)
+        return row is not None and self.chooser.still_fits(facts, row, role)

@@ -40,7 +40,7 @@ class CaseHistory:
 class MatchingStore:
     def __init__(self, tables: MatchingTables, *, mentor_capacity: int = 3, schema: str = "matching") -> None:
         self.t = tables
-        self._mentor_capacity = mentor_capacity
+        self.mentor_capacity = mentor_capacity
         self.pending_channel = f"lastline_pending_{schema}"
         """Notified when cases are queued: the decision loops wake at the commit."""
 
@@ -167,7 +167,7 @@ class MatchingStore:
 
     async def queue_waiting(self, session: AsyncSession, limit: int = 50) -> None:
         """New volunteers or freed capacity: the most urgent open cases without an offer."""
-        c, p, q = self.t.cases, self.t.proposals, self.t.pending
+        c, p = self.t.cases, self.t.proposals
         waiting = (
             select(c.c.case_id)
             .where(c.c.status == "open")
@@ -175,23 +175,34 @@ class MatchingStore:
             .order_by(c.c.next_hearing_date.asc().nulls_last(), c.c.opened_at)
             .limit(limit)
         )
-        await session.execute(insert(q).from_select(["case_id"], waiting).on_conflict_do_nothing())
-        await session.execute(select(func.pg_notify(self.pending_channel, "")))
+        # Chosen by urgency, inserted in key order through queue(): an INSERT ... SELECT in urgency
+        # order deadlocked with another instance queueing the same cases (seen under `make chaos`).
+        await self.queue(session, list((await session.execute(waiting)).scalars()))
 
-    async def claim_pending(self, session: AsyncSession) -> UUID | None:
-        """Take one due case off the queue (another instance skips it); None when nothing is due."""
+    async def claim_many(self, session: AsyncSession, limit: int) -> list[UUID]:
+        """Take up to ``limit`` due cases off the queue (another instance skips them)."""
         q = self.t.pending
         due = (
             select(q.c.case_id)
             .where(q.c.due_at <= func.now())
             .order_by(q.c.due_at)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
         )
-        result = await session.execute(delete(q).where(q.c.case_id == due).returning(q.c.case_id))
-        case_id: UUID | None = result.scalar_one_or_none()
-        return case_id
+        result = await session.execute(delete(q).where(q.c.case_id.in_(due)).returning(q.c.case_id))
+        return list(result.scalars())
+
+    async def lock_cases(self, session: AsyncSession, case_ids: Sequence[UUID]) -> list[RowMapping]:
+        """The cases' rows, locked in key order (two batches never deadlock), with ``paused``; the
+        ones matching does not know are left out."""
+        c = self.t.cases
+        query = (
+            select(c, self._paused())
+            .where(c.c.case_id.in_(list(case_ids)))
+            .order_by(c.c.case_id)
+            .with_for_update(of=c)
+        )
+        return list((await session.execute(query)).mappings())
 
     async def postpone(self, session: AsyncSession, case_id: UUID, seconds: float, max_attempts: int) -> bool:
         """A case whose decision failed comes back later; False once it has failed too often."""
@@ -214,15 +225,18 @@ class MatchingStore:
     async def lock_case(self, session: AsyncSession, case_id: UUID) -> RowMapping | None:
         """The case row, locked: decisions about one case are made one at a time. ``paused`` says
         whether placements at its facility are paused."""
+        c = self.t.cases
+        query = select(c, self._paused()).where(c.c.case_id == case_id).with_for_update(of=c)
+        return (await session.execute(query)).mappings().first()
+
+    def _paused(self) -> Any:
         c, f = self.t.cases, self.t.facilities
-        paused = (
+        return (
             select(f.c.paused)
             .where(f.c.facility_code == c.c.facility_code, f.c.paused)
             .exists()
             .label("paused")
         )
-        query = select(c, paused).where(c.c.case_id == case_id).with_for_update(of=c)
-        return (await session.execute(query)).mappings().first()
 
     async def candidates(
         self,
@@ -231,11 +245,13 @@ class MatchingStore:
         role: VolunteerRole,
         facility_code: str,
         languages: Sequence[str] | None,
+        exclude: Sequence[UUID] = (),
         limit: int = 60,
     ) -> list[RowMapping]:
         """Active volunteers in ``role`` with room, who reach the facility and (unless ``languages``
-        is None) share a language, least loaded first: the cheap prefilter before the domain's exact
-        rules. The profile is left out: the columns carry what the rules read."""
+        is None) share a language, but ``exclude``; the least priced then least loaded first: the
+        cheap prefilter before the domain's exact rules. The profile is left out: the columns carry
+        what the rules read, and ``dual_price`` the last global pass's price (0 if none)."""
         v = self.t.volunteers
         conditions = [
             v.c.status == "active",
@@ -245,10 +261,18 @@ class MatchingStore:
         ]
         if languages is not None:
             conditions.append(v.c.languages.overlap(list(languages)))
+        if exclude:  # declined the case, or already offered it
+            conditions.append(v.c.volunteer_id.not_in(list(exclude)))
+        price = func.coalesce(self.t.prices.c.price, 0.0)
         query = (
-            select(*(column for column in v.c if column.name != "profile"))
+            select(*(column for column in v.c if column.name != "profile"), price.label("dual_price"))
+            .select_from(v.outerjoin(self.t.prices, self.t.prices.c.volunteer_id == v.c.volunteer_id))
             .where(and_(*conditions))
-            .order_by((v.c.active_cases + v.c.reserved) * 1.0 / v.c.max_active_cases, v.c.volunteer_id)
+            .order_by(
+                price,  # the volunteers harder cases need last (see reoptimise.py)
+                (v.c.active_cases + v.c.reserved) * 1.0 / v.c.max_active_cases,
+                v.c.volunteer_id,
+            )
             .limit(limit)
         )
         return list((await session.execute(query)).mappings())
@@ -279,25 +303,33 @@ class MatchingStore:
 
     async def history(self, session: AsyncSession, case_id: UUID) -> CaseHistory:
         """The case's active matches, proposals and declines in one round trip."""
+        return (await self.histories(session, [case_id]))[case_id]
+
+    async def histories(self, session: AsyncSession, case_ids: Sequence[UUID]) -> dict[UUID, CaseHistory]:
+        """Each case's active matches, proposals and declines, in one round trip."""
         m, p, d = self.t.matches, self.t.proposals, self.t.declines
+        ids = list(case_ids)
         query = union_all(
-            select(literal("match").label("kind"), m.c.role, m.c.volunteer_id, m.c.status).where(
-                m.c.case_id == case_id, m.c.status == "active"
+            select(literal("match").label("kind"), m.c.case_id, m.c.role, m.c.volunteer_id, m.c.status).where(
+                m.c.case_id.in_(ids), m.c.status == "active"
             ),
-            select(literal("proposal"), p.c.role, p.c.volunteer_id, p.c.status).where(p.c.case_id == case_id),
-            select(literal("decline"), literal(None), d.c.volunteer_id, literal(None)).where(
-                d.c.case_id == case_id
+            select(literal("proposal"), p.c.case_id, p.c.role, p.c.volunteer_id, p.c.status).where(
+                p.c.case_id.in_(ids)
+            ),
+            select(literal("decline"), d.c.case_id, literal(None), d.c.volunteer_id, literal(None)).where(
+                d.c.case_id.in_(ids)
             ),
         )
-        history = CaseHistory()
+        histories = {case_id: CaseHistory() for case_id in ids}
         for row in (await session.execute(query)).mappings():
+            history = histories[row["case_id"]]
             if row["kind"] == "match":
                 history.matched.add(VolunteerRole(row["role"]))
             elif row["kind"] == "decline":
                 history.declined.add(row["volunteer_id"])
             else:
                 history.proposals.append((VolunteerRole(row["role"]), row["volunteer_id"], row["status"]))
-        return history
+        return histories
 
     async def declined_by(self, session: AsyncSession, case_id: UUID) -> set[UUID]:
         d = self.t.declines
@@ -311,6 +343,12 @@ class MatchingStore:
         if role is not None:
             query = query.where(p.c.role == role.value)
         return list((await session.execute(query)).mappings())
+
+    async def attempts(self, session: AsyncSession, case_id: UUID, role: VolunteerRole) -> int:
+        """Proposals made so far for the case and role."""
+        p = self.t.proposals
+        query = select(func.count()).where(p.c.case_id == case_id, p.c.role == role.value)
+        return int((await session.execute(query)).scalar_one())
 
     async def proposal_counts(
         self, session: AsyncSession, case_id: UUID, role: VolunteerRole
@@ -348,6 +386,32 @@ class MatchingStore:
         )
         return result.first() is not None
 
+    async def reserve_and_insert(self, session: AsyncSession, proposal: dict[str, Any]) -> bool:
+        """:meth:`reserve` and insert the open ``proposal`` (a row of ``proposals``) in one statement;
+        False, and nothing inserted, when the volunteer is full or gone."""
+        v, p = self.t.volunteers, self.t.proposals
+        reserved = (
+            update(v)
+            .where(
+                v.c.volunteer_id == proposal["volunteer_id"],
+                v.c.status == "active",
+                v.c.active_cases + v.c.reserved < v.c.max_active_cases,
+            )
+            .values(reserved=v.c.reserved + 1)
+            .returning(v.c.volunteer_id)
+            .cte("reserved")
+        )
+        row = select(
+            *(
+                reserved.c.volunteer_id
+                if name == "volunteer_id"
+                else literal(value, p.c[name].type).label(name)
+                for name, value in proposal.items()
+            )
+        )
+        result = await session.execute(insert(p).from_select(list(proposal), row).returning(p.c.proposal_id))
+        return result.first() is not None
+
     async def release(self, session: AsyncSession, volunteer_id: UUID) -> None:
         """A proposal ended unanswered or declined: its place is free again."""
         v = self.t.volunteers
@@ -377,7 +441,7 @@ class MatchingStore:
 
     async def reserve_mentor(self, session: AsyncSession, *, exclude: UUID) -> UUID | None:
         """The least-loaded mentor with room takes one more mentee (guarded like ``reserve``)."""
-        v, capacity = self.t.volunteers, self._mentor_capacity
+        v, capacity = self.t.volunteers, self.mentor_capacity
         pick = (
             select(v.c.volunteer_id)
             .where(
@@ -402,7 +466,7 @@ class MatchingStore:
         v = self.t.volunteers
         query = select(
             select(v.c.volunteer_id)
-            .where(v.c.can_mentor, v.c.status == "active", v.c.mentees < self._mentor_capacity)
+            .where(v.c.can_mentor, v.c.status == "active", v.c.mentees < self.mentor_capacity)
             .exists()
         )
         return bool((await session.execute(query)).scalar())

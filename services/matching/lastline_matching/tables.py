@@ -162,6 +162,16 @@ class MatchingTables:
             Column("attempts", Integer, nullable=False, server_default="0"),
             Index(None, "due_at"),
         )
+        # The last global pass's dual price of one place of each volunteer it priced (score units):
+        # online decisions rank by score minus price, so volunteers that harder cases need go last.
+        # A table of its own, replaced whole by each pass: the volunteers' rows, which reservations
+        # lock, are not touched.
+        self.prices = Table(
+            "volunteer_prices",
+            metadata,
+            Column("volunteer_id", UUID(as_uuid=True), primary_key=True),
+            Column("price", Float, nullable=False),
+        )
         self.declines = Table(
             "declines",
             metadata,

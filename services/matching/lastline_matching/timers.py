@@ -1,4 +1,5 @@
-"""Matching's loops: decisions on queued cases, proposals that expire, cases that escalate.
+"""Matching's loops: decisions on queued cases, proposals that expire, cases that escalate, and the
+periodic global pass (``reoptimise.py``).
 
 Each loop works in short transactions and claims its rows with ``SKIP LOCKED``, so several
 matching instances share the work without doing it twice. The decision loops wake on the queue's
@@ -12,11 +13,13 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_matching.placement import Placement
+from lastline_matching.reoptimise import Reoptimiser
 from lastline_shared.consumer import is_transient
 from lastline_shared.db import asyncpg_dsn
 from lastline_shared.runtime import ServiceRuntime
@@ -49,30 +52,32 @@ def _loop(
 
 
 def _decisions(
-    runtime: ServiceRuntime, placement: Placement, wakeup: Wakeup
+    runtime: ServiceRuntime, placement: Placement, wakeup: Wakeup, batch: int
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     store = placement.store
 
     async def run() -> None:
         failures = 0
         while True:
-            case_id = None
+            claimed: list[UUID] = []
             try:
                 async with runtime.sessions() as session, session.begin():
-                    case_id = await placement.decide_next(session, datetime.now(UTC))
+                    # After a failure one case at a time, to find the one that fails.
+                    size = batch if failures == 0 else 1
+                    done = await placement.decide_batch(session, datetime.now(UTC), size, claimed)
                 failures = 0
-                if case_id is None:
+                if not done:
                     await wakeup.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                # The claim rolled back with the decision: the case is still queued.
+                # The claim rolled back with the decisions: the cases are still queued.
                 failures += 1
-                if case_id is not None and not is_transient(error):
-                    log.error("decision failed", case_id=str(case_id), error=repr(error))
+                if len(claimed) == 1 and not is_transient(error):
+                    log.error("decision failed", case_id=str(claimed[0]), error=repr(error))
                     with contextlib.suppress(Exception):
                         async with runtime.sessions() as session, session.begin():
-                            await store.postpone(session, case_id, 5.0 * failures, MAX_DECISION_ATTEMPTS)
+                            await store.postpone(session, claimed[0], 5.0 * failures, MAX_DECISION_ATTEMPTS)
                 await asyncio.sleep(min(0.05 * 2**failures, 5.0))
 
     return run
@@ -85,11 +90,16 @@ def register(
     expiry_every_s: float,
     escalation_every_s: float,
     decision_loops: int = 2,
+    decision_batch: int = 16,
+    reoptimiser: Reoptimiser | None = None,
+    reoptimise_every_s: float = 0,
 ) -> None:
     dsn = asyncpg_dsn(runtime.settings.database_url)
     wakeup = Wakeup(dsn, placement.store.pending_channel, poll_interval_s=1.0)
     runtime.add_task("decision-listener", wakeup.listen)
     for i in range(decision_loops):
-        runtime.add_task(f"decisions-{i}", _decisions(runtime, placement, wakeup))
+        runtime.add_task(f"decisions-{i}", _decisions(runtime, placement, wakeup, decision_batch))
     runtime.add_task("expiry", _loop(runtime, "proposal expiry", expiry_every_s, placement.expire_due))
     runtime.add_task("escalation", _loop(runtime, "escalation", escalation_every_s, placement.escalate_due))
+    if reoptimiser is not None and reoptimise_every_s > 0:
+        runtime.add_task("global-pass", _loop(runtime, "global pass", reoptimise_every_s, reoptimiser.run))

@@ -20,6 +20,7 @@ from lastline_matching.domain.model import CaseView, FacilityState, VolunteerVie
 from lastline_matching.domain.optimise import (
     Assignment,
     CandidateGraph,
+    Duals,
     EligiblePairs,
     GlobalPass,
     VolunteerPool,
@@ -39,6 +40,7 @@ __all__ = [
     "CandidateGraph",
     "CaseView",
     "Context",
+    "Duals",
     "Eligible",
     "EligiblePairs",
     "FacilityState",

@@ -263,11 +263,17 @@ class CandidateGraph:
     def edges(self) -> int:
         return len(self.case)
 
-    def with_edges(self, case: Ints, volunteer: Ints, score: Floats) -> CandidateGraph:
-        """This graph plus the given pairs (pairs already in it are kept once)."""
-        c = np.concatenate([self.case, case])
-        v = np.concatenate([self.volunteer, volunteer])
-        s = np.concatenate([self.score, score])
+    def with_edges(
+        self, case: Ints, volunteer: Ints, score: Floats, *, replace: bool = False
+    ) -> CandidateGraph:
+        """This graph plus the given pairs (pairs already in it are kept once: with their score in the
+        graph, or with the given one if ``replace``)."""
+        first_c, then_c = (case, self.case) if replace else (self.case, case)
+        first_v, then_v = (volunteer, self.volunteer) if replace else (self.volunteer, volunteer)
+        first_s, then_s = (score, self.score) if replace else (self.score, score)
+        c = np.concatenate([first_c, then_c])
+        v = np.concatenate([first_v, then_v])
+        s = np.concatenate([first_s, then_s])
         _, first = np.unique(c * len(self.volunteer_ids) + v, return_index=True)
         return CandidateGraph(self.case_ids, self.volunteer_ids, self.capacity, c[first], v[first], s[first])
 
@@ -417,11 +423,13 @@ def greedy(graph: CandidateGraph, order: Sequence[int] | None = None) -> Assignm
 
 
 def online_greedy(
-    cases: Sequence[CaseView], pool: VolunteerPool, context_of: ContextOf
+    cases: Sequence[CaseView], pool: VolunteerPool, context_of: ContextOf, prices: Floats | None = None
 ) -> tuple[Assignment, Floats]:
     """The online baseline: cases in arrival order, each placed with its best candidate given the load
-    at that moment (on a fork: ``pool`` is unchanged). Scores are counted as at the start, the global
-    pass's objective. Also returns each decision's duration in seconds."""
+    at that moment (on a fork: ``pool`` is unchanged); with ``prices`` (per pool index, in score units,
+    such as an earlier pass's :meth:`Duals.prices`), the best by score minus price, as the service
+    decides. Scores are counted as at the start, the global pass's objective. Also returns each
+    decision's duration in seconds."""
     live = pool.fork()
     volunteer_of = np.full(len(cases), -1, np.int64)
     score_of = np.zeros(len(cases))
@@ -430,7 +438,8 @@ def online_greedy(
         started = time.perf_counter()
         candidates = live.evaluate(case, context_of(case))
         if len(candidates.indices):
-            k = int(np.argmax(live.scores(candidates)))
+            scores = live.scores(candidates)
+            k = int(np.argmax(scores if prices is None else scores - prices[candidates.indices]))
             v = int(candidates.indices[k])
             live.take(v)
             volunteer_of[c] = v
@@ -450,6 +459,13 @@ class Duals:
     volunteer: Ints
     big: int
     """The weight of a match itself: larger than any total score, so matches count first."""
+
+    def prices(self) -> Floats:
+        """The volunteers' prices in score units (a match itself is worth ``big / SCALE``, about the
+        number of cases): the value one more place of each volunteer would add to the optimum. Online
+        decisions subtract them from scores, so a volunteer whom harder cases need is taken last."""
+        prices: Floats = self.volunteer / SCALE
+        return prices
 
 
 def duals(graph: CandidateGraph, assignment: Assignment) -> Duals | None:
@@ -518,6 +534,8 @@ class GlobalPass:
     cases_open: int = 0
     """Cases that still had a pair that could improve the assignment when the pass stopped (0 when
     proven optimal)."""
+    duals: Duals | None = None
+    """The prices of the last round's solution (None when no proof was found)."""
 
 
 def optimise(
@@ -532,12 +550,18 @@ def optimise(
     max_rounds: int = 30,
     budget_s: float | None = None,
     include: Assignment | None = None,
+    keep: Assignment | None = None,
+    keep_bonus: float = 0.0,
 ) -> GlobalPass:
     """Solve over each case's ``top_k`` candidates (and, given ``include`` such as the greedy
     baseline's assignment, its pairs, so the optimum is never worse, and each case's ``top_spare`` best
     among the volunteers it left with room), then check every eligible pair against the duals; add
     each case's ``add_per_case`` pairs that could improve the assignment most, and solve again, until
-    none is left (proven optimal), or after ``max_rounds`` or the round that passes ``budget_s``."""
+    none is left (proven optimal), or after ``max_rounds`` or the round that passes ``budget_s``.
+
+    ``keep`` (such as the open proposals) is the current assignment: its pairs are in the graph with
+    ``keep_bonus`` added to their scores, so the optimum moves a case only for a gain larger than that
+    (no churn between solutions of equal worth)."""
     started = time.perf_counter()
     seconds = dict.fromkeys(("pairs", "graph", "solve", "duals", "check"), 0.0)
     clock = time.perf_counter()
@@ -560,6 +584,10 @@ def optimise(
     if include is not None:
         placed = np.flatnonzero(include.volunteer_of >= 0)
         graph = graph.with_edges(placed, include.volunteer_of[placed], include.score_of[placed])
+    if keep is not None:
+        placed = np.flatnonzero(keep.volunteer_of >= 0)
+        kept_score = keep.score_of[placed] + keep_bonus
+        graph = graph.with_edges(placed, keep.volunteer_of[placed], kept_score, replace=True)
     lap("graph")
     added: list[int] = []
     for round_ in range(1, max_rounds + 1):
@@ -574,7 +602,9 @@ def optimise(
         over = budget_s is not None and time.perf_counter() - started > budget_s
         if not len(c) or round_ == max_rounds or over:
             open_ = len(np.unique(c))
-            return GlobalPass(graph, assignment, not len(c), round_, len(pairs), added, seconds, open_)
+            return GlobalPass(
+                graph, assignment, not len(c), round_, len(pairs), added, seconds, open_, prices
+            )
         added.append(len(c))
         graph = graph.with_edges(c, v, s)
     raise AssertionError("unreachable")

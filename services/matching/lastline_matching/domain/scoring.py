@@ -9,7 +9,7 @@ pass prefer the cases whose hearings are closest when volunteers are scarce.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import astuple, dataclass, fields
 from datetime import date
 from functools import cache, lru_cache
@@ -274,24 +274,29 @@ def rank(
     *,
     weights: Weights = DEFAULT_WEIGHTS,
     limit: int | None = None,
+    prices: Mapping[UUID, float] | None = None,
 ) -> list[Ranked]:
     """The eligible candidates, best first (ties by volunteer id), at most ``limit`` of them, each with
-    the constraints that held (from :func:`check`) and its components."""
+    the constraints that held (from :func:`check`) and its components. With ``prices`` (the last global
+    pass's dual prices, in score units), best by score minus price: a volunteer that harder cases need
+    comes after one nobody else needs (the score published stays the score)."""
     eligible = screen(case, role, context)
     if eligible is None:
         return []
     score_of = scorer(case, role, context, weights)
-    scored: list[tuple[float, UUID, VolunteerView, tuple[float, ...]]] = []
+    price = (prices or {}).get
+    scored: list[tuple[float, UUID, float, VolunteerView, tuple[float, ...]]] = []
     for v in candidates:
         if eligible(v):
             s, x = score_of(v)
-            scored.append((-s, v.id, v, x))  # ascending: best first, ties to the smaller id
+            # Ascending: best first, ties to the smaller id.
+            scored.append((price(v.id, 0.0) - s, v.id, s, v, x))
     best = heapq.nsmallest(limit, scored) if limit is not None else sorted(scored)
     ranked = []
-    for negative, _, v, x in best:
+    for _, _, s, v, x in best:
         verdict = check(case, v, role, context)
         assert isinstance(verdict, Eligible), "screen() and check() disagree"
-        ranked.append(Ranked(v, -negative, x, weights, verdict.reasons, verdict.mentor_needed))
+        ranked.append(Ranked(v, s, x, weights, verdict.reasons, verdict.mentor_needed))
     return ranked
 
 
