@@ -372,6 +372,37 @@ async def test_matches_event_before_its_case_is_held_until_the_case_arrives(
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_email_to_a_volunteer_not_known_yet_waits_without_using_attempts(
+    nf: Notifications, mailbox: Mailbox
+) -> None:
+    s = story()
+    await nf.feed(s.case, s.proposal)  # the volunteer's registration is late (another consumer)
+    d = nf.tables.deliveries
+    for _ in range(5):  # more looks than the 3 attempts allowed: none of them counts
+        async with nf.sessions.begin() as session:
+            await session.execute(
+                d.update().where(d.c.case_id == s.case.case_id).values(next_attempt_at=datetime.now(UTC))
+            )
+        await nf.send_email()
+        [held] = await nf.deliveries(case_id=s.case.case_id)
+        assert (held["status"], held["attempts"]) == ("pending", 0), held
+        assert held["last_error"] == "volunteer contact not known yet"
+        assert held["next_attempt_at"] > datetime.now(UTC)
+    assert mailbox.to(s.attorney.email) == []
+
+    await nf.feed(s.attorney)
+    async with nf.sessions.begin() as session:
+        await session.execute(
+            d.update().where(d.c.case_id == s.case.case_id).values(next_attempt_at=datetime.now(UTC))
+        )
+    assert await nf.send_email() == 1
+    [sent] = await nf.deliveries(case_id=s.case.case_id)
+    assert (sent["status"], sent["attempts"]) == ("sent", 1)
+    [message] = mailbox.to(s.attorney.email)
+    assert message["Subject"].startswith("A case for you")
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_webhook_failing_three_times_gets_one_verifiable_signed_delivery(
     nf: Notifications, receiver: Receiver
 ) -> None:

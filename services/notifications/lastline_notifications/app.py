@@ -38,6 +38,7 @@ deliveries = DeliveryStore(
     policy=RetryPolicy(
         base_s=settings.retry_base_s,
         max_s=settings.retry_max_s,
+        hold_s=settings.hold_unknown_s,
         max_attempts={"email": settings.email_max_attempts, "webhook": settings.webhook_max_attempts},
     ),
 )

@@ -45,12 +45,19 @@ class RetryPolicy:
     base_s: float = 10.0
     max_s: float = 3600.0
     max_attempts: dict[str, int] = field(default_factory=lambda: {"email": 6, "webhook": 8})
+    # How long a delivery waits, without using up attempts, for a recipient or case that has not
+    # reached the projections yet (topics are consumed independently; a lagging consumer catches up).
+    hold_s: float = 86_400.0
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with "equal jitter": half the step fixed, half random, so retries of
         many deliveries that failed together spread out instead of arriving together."""
         step = min(self.max_s, self.base_s * 2.0 ** (attempt - 1))
         return step / 2 + random.uniform(0, step / 2)  # noqa: S311  (jitter, not a secret)
+
+    def hold_delay(self, waited_s: float) -> float:
+        """The next look at a held delivery: soon at first, then about a quarter of the wait so far."""
+        return min(self.max_s, max(1.0, waited_s / 4))
 
     def attempts_for(self, channel: str) -> int:
         return self.max_attempts.get(channel, 5)
@@ -70,6 +77,7 @@ class Claimed:
     case_id: UUID | None
     context: dict[str, Any]
     attempts: int
+    created_at: datetime | None = None
 
     @property
     def attempt(self) -> int:
@@ -78,13 +86,17 @@ class Claimed:
 
 
 class DeliveryError(Exception):
-    """A send that did not succeed; ``permanent`` when retrying cannot help."""
+    """A send that did not succeed; ``permanent`` when retrying cannot help, ``not_ready`` when what
+    it needs (a volunteer's contact, the case) has not arrived yet: held without using an attempt."""
 
-    def __init__(self, failure: DeliveryFailure, detail: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, failure: DeliveryFailure, detail: str, *, permanent: bool = False, not_ready: bool = False
+    ) -> None:
         super().__init__(detail)
         self.failure = failure
         self.detail = detail[:200] or failure.value
         self.permanent = permanent
+        self.not_ready = not_ready
 
 
 def _caused_by(event_id: str) -> UUID | None:
@@ -220,6 +232,7 @@ class DeliveryStore:
                     t.c.case_id,
                     t.c.context,
                     t.c.attempts,
+                    t.c.created_at,
                 )
             )
         ).all()
@@ -266,6 +279,21 @@ class DeliveryStore:
         self, session: AsyncSession, claimed: Claimed, error: DeliveryError, at: datetime
     ) -> datetime | None:
         """Record a failed attempt. Returns when it is retried, or None when it failed for good."""
+        waited_s = (at - claimed.created_at).total_seconds() if claimed.created_at else 0.0
+        if error.not_ready and waited_s < self.policy.hold_s:
+            held_until = at + timedelta(seconds=self.policy.hold_delay(waited_s))
+            await session.execute(
+                update(self.t)
+                .where(self._mine(claimed))
+                .values(
+                    status="pending",
+                    next_attempt_at=held_until,
+                    claim_token=None,
+                    failure=error.failure.value,
+                    last_error=error.detail,
+                )
+            )
+            return held_until
         final = error.permanent or claimed.attempt >= self.policy.attempts_for(claimed.channel)
         retry_at = None if final else at + timedelta(seconds=self.policy.delay(claimed.attempt))
         result = await session.execute(

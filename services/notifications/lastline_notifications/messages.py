@@ -69,12 +69,14 @@ class EmailBuilder:
         cases = await self.projections.cases(session, [delivery.case_id] if delivery.case_id else [])
         case = cases.get(delivery.case_id) if delivery.case_id else None
         if delivery.case_id is not None and case is None:
-            raise DeliveryError(DeliveryFailure.OTHER, "case not known yet")
+            raise DeliveryError(DeliveryFailure.OTHER, "case not known yet", not_ready=True)
 
         if delivery.recipient_kind == "volunteer":
             contact = contacts.get(UUID(delivery.recipient_id))
             if contact is None:
-                raise DeliveryError(DeliveryFailure.INVALID_RECIPIENT, "volunteer contact not known yet")
+                raise DeliveryError(
+                    DeliveryFailure.INVALID_RECIPIENT, "volunteer contact not known yet", not_ready=True
+                )
             to_name, to_address, language = contact.name, contact.email, template_language(contact.language)
         else:
             to_name, to_address, language = None, str(ctx["to"]), "eng"
@@ -95,7 +97,9 @@ class EmailBuilder:
         if other_id:
             other = contacts.get(UUID(other_id))
             if other is None:
-                raise DeliveryError(DeliveryFailure.OTHER, "the other volunteer's contact is not known yet")
+                raise DeliveryError(
+                    DeliveryFailure.OTHER, "the other volunteer's contact is not known yet", not_ready=True
+                )
             view["other"] = {"name": other.name, "email": other.email}
         if delivery.template == "mentor_assigned_mentor":
             view["role"] = label("mentor", language)
