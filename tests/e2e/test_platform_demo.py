@@ -29,6 +29,7 @@ from lastline_shared.contracts.topics import REJECTIONS_PATTERN, SUBMISSIONS_PAT
 from lastline_shared.kafka_admin import start_group_at_end
 from lastline_shared.settings import ReportingSettings
 from tests.e2e.conftest import READY_WITHIN_S, free_port
+from tests.support.output import read_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,19 +57,6 @@ async def consumer_groups(bootstrap: str, names: dict[str, str]) -> dict[str, li
         f"lastline-{names['reporting']}.facts": [*CANONICAL, "matches", "notifications"],
         f"lastline-{names['reporting']}.rejections": rejections,
     }
-
-
-async def read_until(stream: asyncio.StreamReader, marker: str, within_s: float) -> str:
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(within_s):
-            while line := (await stream.readline()).decode():
-                lines.append(line)
-                if marker in line:
-                    return "".join(lines)
-    except TimeoutError:
-        pass
-    raise AssertionError(f"no {marker!r} within {within_s:.0f}s; output so far:\n{''.join(lines)}")
 
 
 async def eventually(check: object, what: str, within_s: float, logs: Path) -> None:

@@ -29,6 +29,7 @@ from lastline_infra.platform import ServiceProcess, wait_all_ready
 from lastline_infra.processes import pid_exists
 from lastline_shared.contracts.topics import shared_topic_names
 from tests.e2e.conftest import READY_WITHIN_S, free_port, service_process, stop_all
+from tests.support.output import read_until
 
 pytestmark = pytest.mark.e2e
 
@@ -182,20 +183,6 @@ async def test_two_instances_started_together_both_serve_and_migrate_once(
 
 
 # --- make run: python -m lastline_infra.platform run ------------------------------------------------
-
-
-async def read_until(stream: asyncio.StreamReader, marker: str, within_s: float) -> str:
-    """The supervisor's output up to and including the line that contains ``marker``."""
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(within_s):
-            while line := (await stream.readline()).decode():
-                lines.append(line)
-                if marker in line:
-                    return "".join(lines)
-    except TimeoutError:
-        pass
-    raise AssertionError(f"no {marker!r} within {within_s:.0f}s; output so far:\n{''.join(lines)}")
 
 
 async def platform(command: str, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
