@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import consumer, intake, matching_flow, matching_quality, notifications, outbox_relay, reporting
+from bench import (
+    consumer,
+    intake,
+    matching_flow,
+    matching_quality,
+    notifications,
+    outbox_relay,
+    platform,
+    reporting,
+)
 from bench.results import report
 from lastline_infra import ensure_up
 
@@ -18,7 +27,8 @@ async def main() -> None:
     figures += matching_quality.run()
     figures += await reporting.run(infra)
     figures += await notifications.run(infra)
-    report(figures)
+    figures += await platform.run(infra)
+    report(figures, replace=True)  # a whole run: figures of benchmarks that no longer exist go
 
 
 if __name__ == "__main__":

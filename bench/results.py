@@ -1,4 +1,7 @@
-"""Benchmark figures: printed as a table and kept in bench/results.json for later comparison."""
+"""Benchmark figures: printed as a table and kept in bench/results.json for later comparison.
+
+``make bench`` replaces the file with the whole run's figures; one benchmark run alone merges its
+figures into it by name, so that the others' figures are kept."""
 
 from __future__ import annotations
 
@@ -40,7 +43,16 @@ class Figure:
     load: str
 
 
-def report(figures: list[Figure]) -> None:
+def merged(figures: list[Figure]) -> list[Figure]:
+    """The figures already in results.json but these (replaced by name), then these."""
+    names = {f.name for f in figures}
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    return [Figure(**f) for f in kept if f["name"] not in names] + figures
+
+
+def report(figures: list[Figure], *, replace: bool = False) -> None:
+    """Print ``figures``; write them to results.json, alone (``replace``: a whole run) or merged
+    into the figures already there."""
     rows = [("figure", "value", "baseline (same run)", "load")]
     for f in figures:
         base = f"{f.baseline_value:,.0f} {f.unit} ({f.baseline_name})" if f.baseline_name else "-"
@@ -51,5 +63,6 @@ def report(figures: list[Figure]) -> None:
         print("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
-    RESULTS.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    kept = figures if replace else merged(figures)
+    RESULTS.write_text(json.dumps([asdict(f) for f in kept], indent=2) + "\n")
     print(f"\nwritten to {RESULTS}")
