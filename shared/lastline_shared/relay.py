@@ -5,6 +5,11 @@ lane), take their oldest rows ``FOR UPDATE SKIP LOCKED``, publish them with the 
 (``acks=all``), wait for every acknowledgement, delete the rows, commit. A crash after publishing and
 before the commit publishes those rows again: consumers drop the copies through their inbox, so the
 effect is exactly once. The relay wakes on the outbox's NOTIFY and polls as a fallback.
+
+A topic the broker does not have (deleted, or never created) must not hold up every other topic:
+its rows are left in the outbox, the topic is set aside for ``missing_topic_retry_s`` and claims
+skip it meanwhile; the rows are published once the topic exists. Order within a key is kept, as all
+rows of that topic wait together.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import UnknownTopicOrPartitionError
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,6 +64,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval_s: float = 1.0,
         lanes_per_claim: int = LANES,
+        missing_topic_retry_s: float = 30.0,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -68,6 +75,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._lanes_per_claim = lanes_per_claim
+        self._missing_topic_retry_s = missing_topic_retry_s
+        self._set_aside: dict[str, float] = {}  # topic -> monotonic time of its next try
         # Lock ids are stable per schema, so relays of one service contend and other services don't.
         self._lock_base = (zlib.crc32(outbox.schema.encode()) % 100_000) * LANES
         self._wakeup = Wakeup(self._dsn, outbox.channel, poll_interval_s=poll_interval_s)
@@ -101,37 +110,44 @@ class OutboxRelay:
             )
             if not mine:
                 return 0
-            rows = (
-                await conn.execute(
-                    select(
-                        table.c.id,
-                        table.c.topic,
-                        table.c.key,
-                        table.c.header_keys,
-                        table.c.header_values,
-                        table.c.value,
-                        table.c.event_type,
-                    )
-                    .where(table.c.lane.in_(mine))
-                    .order_by(table.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
+            query = (
+                select(
+                    table.c.id,
+                    table.c.topic,
+                    table.c.key,
+                    table.c.header_keys,
+                    table.c.header_values,
+                    table.c.value,
+                    table.c.event_type,
                 )
-            ).all()
+                .where(table.c.lane.in_(mine))
+                .order_by(table.c.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            if waiting := self._topics_set_aside():
+                query = query.where(table.c.topic.not_in(waiting))
+            rows = (await conn.execute(query)).all()
             if not rows:
                 return 0
             started = time.perf_counter()
             producer = await self._connected_producer()
-            futures = [
-                await producer.send(
-                    row.topic,
-                    value=row.value,
-                    key=row.key,
-                    headers=list(zip(row.header_keys, row.header_values, strict=True)),
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
+            futures = []
+            for row in rows:
+                headers = list(zip(row.header_keys, row.header_values, strict=True))
+                try:
+                    futures.append(
+                        await producer.send(row.topic, value=row.value, key=row.key, headers=headers)
+                    )
+                except UnknownTopicOrPartitionError:
+                    self._set_topic_aside(row.topic)
+                    raise
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, UnknownTopicOrPartitionError):
+                    self._set_topic_aside(row.topic)
+            if failed := next((r for r in results if isinstance(r, BaseException)), None):
+                raise failed
             if self.after_publish is not None:
                 self.after_publish()
             await conn.execute(
@@ -142,6 +158,21 @@ class OutboxRelay:
         for row in rows:
             self._metrics.event_published(row.topic, row.event_type or "")
         return len(rows)
+
+    def _topics_set_aside(self) -> list[str]:
+        now = time.monotonic()
+        for topic in [t for t, until in self._set_aside.items() if until <= now]:
+            del self._set_aside[topic]
+        return list(self._set_aside)
+
+    def _set_topic_aside(self, topic: str) -> None:
+        if topic not in self._set_aside:
+            log.warning(
+                "outbox relay: topic missing, its records wait",
+                topic=topic,
+                retry_s=self._missing_topic_retry_s,
+            )
+        self._set_aside[topic] = time.monotonic() + self._missing_topic_retry_s
 
     async def _connected_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from lastline_shared.contracts.envelope import KafkaRecord
@@ -83,6 +84,38 @@ async def test_relay_publishes_each_committed_row_once_and_empties_the_outbox(in
             await task
         assert sorted(header(r, "ce_id") or "" for r in received) == sorted(f"ev-{i}" for i in range(1000))
         assert_in_key_order(received)
+        assert await outbox_rows(p) == 0
+
+
+async def test_a_missing_topic_waits_aside_without_holding_up_the_others(infra: Any) -> None:
+    topic, missing = unique_topic(), unique_topic()
+    await create_topics(infra.kafka_bootstrap, [topic])
+    async with plumbing(infra.database_url) as p:
+        # One key, so both topics' rows share a lane: the missing topic's rows come first.
+        await fill(p, [*records(missing, 3, keys=1), *records(topic, 20, keys=1)])
+        relay = OutboxRelay(
+            p.engine,
+            p.outbox,
+            # A short metadata wait, so that the missing topic is noticed quickly.
+            lambda: AIOKafkaProducer(
+                bootstrap_servers=infra.kafka_bootstrap, enable_idempotence=True, request_timeout_ms=1500
+            ),
+            database_url=infra.database_url,
+            service="test",
+            poll_interval_s=0.05,
+            missing_topic_retry_s=2.0,
+        )
+        task = asyncio.create_task(relay.run())
+        try:
+            received = await read_all(infra.kafka_bootstrap, topic, expect=20)
+            assert await outbox_rows(p) == 3  # kept, not dropped
+            await create_topics(infra.kafka_bootstrap, [missing])
+            late = await read_all(infra.kafka_bootstrap, missing, expect=3)
+        finally:
+            relay.stop()
+            await task
+        assert_in_key_order(received)
+        assert [int(r.value) for r in late] == [0, 1, 2]
         assert await outbox_rows(p) == 0
 
 
