@@ -489,18 +489,46 @@ def decode(
         )
 
     traceparent = found.get("traceparent")
-    if traceparent is not None and not _TRACEPARENT.match(traceparent):
-        traceparent = None  # W3C: an invalid parent starts a new trace; not worth a rejection
-    return Envelope(
-        id=attributes.event_id,
+    return _envelope(
+        event_id=attributes.event_id,
         source=attributes.source.group(0),
-        type=data.event_type,
         subject=subject,
         time=attributes.time,
         traceparent=traceparent,
         topic=topic,
         key=key,
         headers=header_tuple,
+        data=data,
+        partner_id=partner_id,
+    )
+
+
+def _envelope(
+    *,
+    event_id: str,
+    source: str,
+    subject: str | None,
+    time: datetime,
+    traceparent: str | None,
+    topic: str,
+    key: bytes | None,
+    headers: Headers,
+    data: Contract,
+    partner_id: str | None,
+) -> Envelope:
+    """The decoded event, as both decoders build it."""
+    if traceparent is not None and not _TRACEPARENT.match(traceparent):
+        traceparent = None  # W3C: an invalid parent starts a new trace; not worth a rejection
+    return Envelope(
+        id=event_id,
+        source=source,
+        type=data.event_type,
+        subject=subject,
+        time=time,
+        traceparent=traceparent,
+        topic=topic,
+        key=key,
+        headers=headers,
         data=data,
         partner_id=partner_id,
     )
@@ -580,12 +608,9 @@ def decode_fast(
         or (partner_id is not None and getattr(data, "partner_id", partner_id) != partner_id)
     ):
         return decode(topic, key, header_tuple, value)
-    if traceparent is not None and not _TRACEPARENT.match(traceparent):
-        traceparent = None
-    return Envelope(
-        id=raw_id.lower(),
+    return _envelope(
+        event_id=raw_id.lower(),
         source=source,
-        type=data.event_type,
         subject=subject,
         time=time,
         traceparent=traceparent,
