@@ -56,13 +56,34 @@ class Chooser:
         """The ``limit`` best eligible candidates by the domain's rules and score minus the volunteer's
         dual price (``dual_price``, from the last global pass, when the row has it), best first."""
         case = CaseView.from_facts(facts)
-        context = Context(
+        candidates = [VolunteerView.from_row(row, mentor_capacity=self._mentor_capacity) for row in rows]
+        prices = {row["volunteer_id"]: row["dual_price"] for row in rows if row.get("dual_price")}
+        return self.choose_among(
+            case, candidates, role, self.context(case, mentor_available), limit=limit, prices=prices
+        )
+
+    def context(
+        self, case: CaseView, mentor_available: bool, declined: frozenset[UUID] = frozenset()
+    ) -> Context:
+        return Context(
             today=self._today(),
+            declined=declined,
             mentor_available=mentor_available,
             interpreter_available=CaseNeed.INTERPRETER in case.needs,
         )
-        candidates = [VolunteerView.from_row(row, mentor_capacity=self._mentor_capacity) for row in rows]
-        prices = {row["volunteer_id"]: row["dual_price"] for row in rows if row.get("dual_price")}
+
+    def choose_among(
+        self,
+        case: CaseView,
+        candidates: Sequence[VolunteerView],
+        role: VolunteerRole,
+        context: Context,
+        *,
+        limit: int,
+        prices: Mapping[UUID, float],
+    ) -> list[Choice]:
+        """The ``limit`` best of ``candidates`` with the constraints that held and the score's
+        components (the exact rules, on the few volunteers a pool picked)."""
         return [
             Choice(r.volunteer.id, round(r.score, 4), r.components, r.reasons, r.mentor_needed)
             for r in rank(case, candidates, role, context, limit=limit, prices=prices)

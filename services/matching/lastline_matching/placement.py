@@ -20,6 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_matching.choosing import Choice, Chooser
+from lastline_matching.domain import CaseView
+from lastline_matching.pools import LivePools
 from lastline_matching.store import CaseHistory, MatchingStore
 from lastline_shared.contracts.base import Contract
 from lastline_shared.contracts.cases import CaseClosed, CaseSnapshot, CaseUpdated
@@ -51,6 +53,8 @@ from lastline_shared.outbox import Outbox
 log = structlog.get_logger(__name__)
 
 SOURCE = "/services/matching"
+RETRY_SKIPPED_S = 0.5
+"""A case whose row or chosen volunteers another transaction held is decided again after this."""
 LEVELS = (14, 7, 3)
 """Days before the hearing at which a case still missing someone escalates."""
 Answer = Literal["accepted", "declined", "expired", "retracted", "filled", "not_found", "not_yours"]
@@ -91,10 +95,12 @@ class Placement:
         *,
         timing: Timing = Timing(),
         today: Callable[[], date],
+        pools: LivePools | None = None,
     ) -> None:
         self.store = store
         self._outbox = outbox
         self.chooser = chooser
+        self.pools = pools or LivePools(store.t, mentor_capacity=store.mentor_capacity)
         self.timing = timing
         self.today = today
 
@@ -155,14 +161,22 @@ class Placement:
             claimed.extend(case_ids)
         if not case_ids:
             return 0
-        cases = [c for c in await self.store.lock_cases(session, case_ids) if c["status"] == "open"]
+        await self.pools.refresh(session)
+        locked = await self.store.lock_cases(session, case_ids)
+        cases = [c for c in locked if c["status"] == "open"]
         histories = await self.store.histories(session, [c["case_id"] for c in cases if not c["paused"]])
         mentor: list[bool] = []  # read once per batch, when a decision needs it
         events: list[MatchProposed] = []
+        # Cases held by someone else, or whose chosen volunteers were: decided again shortly.
+        again = await self.store.known(session, set(case_ids) - {c["case_id"] for c in locked})
         for case in cases:
             if not case["paused"]:
-                events += await self._propose(session, case, histories[case["case_id"]], mentor, now)
+                made, short = await self._propose(session, case, histories[case["case_id"]], mentor, now)
+                events += made
+                if short:
+                    again.add(case["case_id"])
         await self._emit(session, *events)
+        await self.store.queue(session, sorted(again), after_s=RETRY_SKIPPED_S)
         return len(case_ids)
 
     # -- proposing ------------------------------------------------------------------------------
@@ -174,10 +188,13 @@ class Placement:
         history: CaseHistory,
         mentor: list[bool],
         now: datetime,
-    ) -> list[MatchProposed]:
-        """Offer the locked case's unfilled roles to the best candidates; returns the proposals."""
+    ) -> tuple[list[MatchProposed], bool]:
+        """Offer the locked case's unfilled roles to the best candidates; returns the proposals and
+        whether a role was left short because every chosen reservation failed."""
         facts = case["facts"]
+        view = CaseView.from_facts(facts)
         made: list[MatchProposed] = []
+        short = False
         hearing = case["next_hearing_date"]
         urgent = hearing is not None and (hearing - self.today()).days <= self.timing.urgent_days
         for role in self.chooser.roles_needed(facts):
@@ -187,35 +204,28 @@ class Placement:
             wanted = (self.timing.urgent_fanout if urgent else 1) - len(open_now)
             if wanted <= 0:
                 continue
-            rows = await self.store.candidates(
-                session,
-                role=role,
-                facility_code=facts["facility_code"],
-                languages=self.chooser.language_filter(facts, role),
-                exclude=sorted(history.declined | open_now),
-            )
-            if not rows:
-                continue
             if not mentor:
                 mentor.append(await self.store.mentor_available(session))
-            choices = self.chooser.choose(
-                facts,
-                rows,
-                role,
-                limit=wanted + 2,  # a spare or two in case a reservation fails
-                mentor_available=mentor[0],
-            )
+            context = self.chooser.context(view, mentor[0], frozenset(history.declined | open_now))
+            spare = wanted + 2  # a spare or two in case a reservation fails
+            prices = self.pools.prices()
+            candidates = self.pools.best(view, role, context, limit=spare)
+            choices = self.chooser.choose_among(view, candidates, role, context, limit=spare, prices=prices)
+            failed = False
             for choice in choices:
                 if wanted <= 0:
                     break
                 attempt = history.attempts(role) + 1
                 proposal = self._proposal(case, role, choice, now=now, attempt=attempt)
                 if not await self.store.reserve_and_insert(session, proposal.row):
-                    continue  # filled up meanwhile (another instance, another case)
+                    failed = True  # filled up or held meanwhile (another instance, another case)
+                    continue
+                self.pools.took(choice.volunteer_id)
                 history.proposals.append((role, choice.volunteer_id, "open"))
                 made.append(proposal.event)
                 wanted -= 1
-        return made
+            short = short or (wanted > 0 and failed)
+        return made, short
 
     def _proposal(
         self, case: RowMapping, role: VolunteerRole, choice: Choice, *, now: datetime, attempt: int

@@ -105,6 +105,7 @@ class Reoptimiser:
                 for vid, price in zip(result.graph.volunteer_ids, result.duals.prices(), strict=True):
                     prices[vid] = max(prices.get(vid, 0.0), float(price))
         await self._store_prices(session, prices)
+        self._placement.pools.invalidate()  # this instance's next decisions read the new prices
         applied = await self._apply(session, changes, now)
         if changes:
             log.info("global pass", changes=len(changes), applied=applied, seconds=time.monotonic() - started)

@@ -152,18 +152,21 @@ class MatchingStore:
 
     # -- the decision queue ----------------------------------------------------------------------
 
-    async def queue(self, session: AsyncSession, case_ids: Sequence[UUID]) -> None:
-        """Ask the decision loops to (re)consider these cases once this transaction commits."""
+    async def queue(self, session: AsyncSession, case_ids: Sequence[UUID], *, after_s: float = 0) -> None:
+        """Ask the decision loops to (re)consider these cases once this transaction commits (and
+        ``after_s`` seconds have passed: a case skipped because someone else held it)."""
         if not case_ids:
             return
         q = self.t.pending
+        due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, after_s) if after_s else func.now()
         await session.execute(
             # In key order: two transactions queueing overlapping cases then never deadlock.
             insert(q)
-            .values([{"case_id": case_id} for case_id in sorted(set(case_ids))])
+            .values([{"case_id": case_id, "due_at": due} for case_id in sorted(set(case_ids))])
             .on_conflict_do_nothing()
         )
-        await session.execute(select(func.pg_notify(self.pending_channel, "")))
+        if not after_s:
+            await session.execute(select(func.pg_notify(self.pending_channel, "")))
 
     async def queue_waiting(self, session: AsyncSession, limit: int = 50) -> None:
         """New volunteers or freed capacity: the most urgent open cases without an offer."""
@@ -182,27 +185,41 @@ class MatchingStore:
     async def claim_many(self, session: AsyncSession, limit: int) -> list[UUID]:
         """Take up to ``limit`` due cases off the queue (another instance skips them)."""
         q = self.t.pending
+        # Materialised: as a plain IN (subquery) the planner may run the LIMIT ... SKIP LOCKED
+        # subquery more than once and delete far more than ``limit`` rows (468 seen for 16).
         due = (
             select(q.c.case_id)
             .where(q.c.due_at <= func.now())
             .order_by(q.c.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("due")
+            .prefix_with("MATERIALIZED")
         )
-        result = await session.execute(delete(q).where(q.c.case_id.in_(due)).returning(q.c.case_id))
+        result = await session.execute(
+            delete(q).where(q.c.case_id.in_(select(due.c.case_id))).returning(q.c.case_id)
+        )
         return list(result.scalars())
 
     async def lock_cases(self, session: AsyncSession, case_ids: Sequence[UUID]) -> list[RowMapping]:
-        """The cases' rows, locked in key order (two batches never deadlock), with ``paused``; the
-        ones matching does not know are left out."""
+        """The cases' rows, locked, with ``paused``; a case someone else holds (the consumer, an
+        answer, the global pass) is skipped rather than waited for, and so is one matching does not
+        know: a decision never waits on a lock, so decision batches never deadlock."""
         c = self.t.cases
         query = (
             select(c, self._paused())
             .where(c.c.case_id.in_(list(case_ids)))
             .order_by(c.c.case_id)
-            .with_for_update(of=c)
+            .with_for_update(of=c, skip_locked=True)
         )
         return list((await session.execute(query)).mappings())
+
+    async def known(self, session: AsyncSession, case_ids: set[UUID]) -> set[UUID]:
+        """Those of ``case_ids`` matching has a row for (locked by someone or not)."""
+        if not case_ids:
+            return set()
+        c = self.t.cases
+        return set((await session.execute(select(c.c.case_id).where(c.c.case_id.in_(case_ids)))).scalars())
 
     async def postpone(self, session: AsyncSession, case_id: UUID, seconds: float, max_attempts: int) -> bool:
         """A case whose decision failed comes back later; False once it has failed too often."""
@@ -237,45 +254,6 @@ class MatchingStore:
             .exists()
             .label("paused")
         )
-
-    async def candidates(
-        self,
-        session: AsyncSession,
-        *,
-        role: VolunteerRole,
-        facility_code: str,
-        languages: Sequence[str] | None,
-        exclude: Sequence[UUID] = (),
-        limit: int = 60,
-    ) -> list[RowMapping]:
-        """Active volunteers in ``role`` with room, who reach the facility and (unless ``languages``
-        is None) share a language, but ``exclude``; the least priced then least loaded first: the
-        cheap prefilter before the domain's exact rules. The profile is left out: the columns carry
-        what the rules read, and ``dual_price`` the last global pass's price (0 if none)."""
-        v = self.t.volunteers
-        conditions = [
-            v.c.status == "active",
-            v.c.roles.contains([role.value]),
-            v.c.active_cases + v.c.reserved < v.c.max_active_cases,
-            or_(v.c.remote, v.c.facilities_reachable.contains([facility_code])),
-        ]
-        if languages is not None:
-            conditions.append(v.c.languages.overlap(list(languages)))
-        if exclude:  # declined the case, or already offered it
-            conditions.append(v.c.volunteer_id.not_in(list(exclude)))
-        price = func.coalesce(self.t.prices.c.price, 0.0)
-        query = (
-            select(*(column for column in v.c if column.name != "profile"), price.label("dual_price"))
-            .select_from(v.outerjoin(self.t.prices, self.t.prices.c.volunteer_id == v.c.volunteer_id))
-            .where(and_(*conditions))
-            .order_by(
-                price,  # the volunteers harder cases need last (see reoptimise.py)
-                (v.c.active_cases + v.c.reserved) * 1.0 / v.c.max_active_cases,
-                v.c.volunteer_id,
-            )
-            .limit(limit)
-        )
-        return list((await session.execute(query)).mappings())
 
     async def funnel(
         self,
@@ -388,12 +366,21 @@ class MatchingStore:
 
     async def reserve_and_insert(self, session: AsyncSession, proposal: dict[str, Any]) -> bool:
         """:meth:`reserve` and insert the open ``proposal`` (a row of ``proposals``) in one statement;
-        False, and nothing inserted, when the volunteer is full or gone."""
+        False, and nothing inserted, when the volunteer is full or gone, or when another transaction
+        holds their row: a decision batch holds the rows it reserved until it commits, and two
+        batches waiting for each other's volunteers deadlocked (PostgreSQL broke each after a second),
+        so a decision takes the next candidate instead of waiting."""
         v, p = self.t.volunteers, self.t.proposals
+        free = (
+            select(v.c.volunteer_id)
+            .where(v.c.volunteer_id == proposal["volunteer_id"])
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
         reserved = (
             update(v)
             .where(
-                v.c.volunteer_id == proposal["volunteer_id"],
+                v.c.volunteer_id == free,
                 v.c.status == "active",
                 v.c.active_cases + v.c.reserved < v.c.max_active_cases,
             )

@@ -11,6 +11,7 @@ volunteer" facts of the schema, not of the code.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -62,11 +63,17 @@ class MatchingTables:
             Column("reserved", Integer, nullable=False, server_default="0"),
             Column("mentees", Integer, nullable=False, server_default="0"),
             _stamp("updated_at"),
+            # Taken from a sequence by a trigger on every change (migration 0006): what ``pools.py``
+            # reads to keep each instance's in-memory volunteers in step.
+            Column(
+                "version", BigInteger, nullable=False, server_default=text("nextval('volunteer_versions')")
+            ),
             CheckConstraint("status IN ('active', 'withdrawn')", name="status"),
             CheckConstraint("active_cases >= 0 AND reserved >= 0 AND mentees >= 0", name="counts"),
             Index(None, "roles", postgresql_using="gin"),
             Index(None, "languages", postgresql_using="gin"),
             Index(None, "facilities_reachable", postgresql_using="gin"),
+            Index(None, "version"),
         )
         self.cases = Table(
             "cases",

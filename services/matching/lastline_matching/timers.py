@@ -71,7 +71,9 @@ def _decisions(
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                # The claim rolled back with the decisions: the cases are still queued.
+                # The claim rolled back with the decisions: the cases are still queued, and the
+                # places the batch took in memory were not taken.
+                placement.pools.invalidate()
                 failures += 1
                 if len(claimed) == 1 and not is_transient(error):
                     log.error("decision failed", case_id=str(claimed[0]), error=repr(error))

@@ -1,0 +1,143 @@
+"""Online decisions over each instance's in-memory volunteers (``pools.py``), kept in step with the
+table, and decisions that never wait for a volunteer or case another transaction holds."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select, update
+
+from lastline_shared.contracts.cases import CaseOpened
+from lastline_shared.contracts.enums import (
+    CaseType,
+    ExperienceLevel,
+    PracticeArea,
+    VolunteerRole,
+    VolunteerWithdrawalReason,
+)
+from lastline_shared.contracts.matches import MatchProposed
+from lastline_shared.contracts.profiles import PartnerRef
+from lastline_shared.contracts.volunteers import VolunteerRegistered, VolunteerUpdated, VolunteerWithdrawn
+from tests.support.matching import MatchingDb, matching_db
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+TODAY = date(2026, 12, 1)
+NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(infra) -> AsyncIterator[MatchingDb]:  # type: ignore[no-untyped-def]
+    async with matching_db(infra.database_url, TODAY) as matching:
+        yield matching
+
+
+def volunteer(**kw: Any) -> VolunteerRegistered:
+    fields: dict[str, Any] = {
+        "volunteer_id": uuid.uuid4(),
+        "name": "Dana Whitfield",
+        "email": f"v{uuid.uuid4().hex[:6]}@example.org",
+        "roles": (VolunteerRole.ATTORNEY,),
+        "languages": ("es", "en"),
+        "experience_level": ExperienceLevel.EXPERIENCED,
+        "practice_areas": (PracticeArea.ASYLUM,),
+        "max_active_cases": 5,
+        "remote": True,
+    }
+    return VolunteerRegistered(**(fields | kw))
+
+
+def case(**kw: Any) -> CaseOpened:
+    fields: dict[str, Any] = {
+        "case_id": uuid.uuid4(),
+        "referrals": (PartnerRef(partner_id="clinic-a", external_id=f"c-{uuid.uuid4().hex[:6]}"),),
+        "facility_code": "STWRTGA",
+        "court_code": "LUM",
+        "case_type": CaseType.ASYLUM,
+        "languages": ("es",),
+        "next_hearing_date": TODAY + timedelta(days=30),
+    }
+    return CaseOpened(**(fields | kw))
+
+
+async def proposed_to(db: MatchingDb, c: CaseOpened) -> list[uuid.UUID]:
+    return [p.volunteer_id for p in await db.of(MatchProposed) if p.case_id == c.case_id]
+
+
+async def test_a_decision_weighs_every_eligible_volunteer(db: MatchingDb) -> None:
+    # 80 idle novices nobody can mentor (so none may take a case) and one experienced attorney with
+    # 4 of 5 places taken: a prefilter of the 60 least loaded saw only novices and proposed nothing.
+    novices = [volunteer(experience_level=ExperienceLevel.NOVICE) for _ in range(80)]
+    expert = volunteer()
+    await db.feed(*novices, expert, now=NOW)
+    v = db.tables.volunteers
+    async with db.sessions.begin() as session:
+        await session.execute(update(v).where(v.c.volunteer_id == expert.volunteer_id).values(active_cases=4))
+    c = case()
+    await db.feed(c, now=NOW)
+    assert await proposed_to(db, c) == [expert.volunteer_id]
+
+
+async def test_the_pool_follows_registrations_withdrawals_updates_and_load(db: MatchingDb) -> None:
+    first = volunteer(max_active_cases=1)
+    await db.feed(first, now=NOW)
+    one, two, three = case(), case(), case()
+    await db.feed(one, now=NOW)
+    assert await proposed_to(db, one) == [first.volunteer_id]
+    await db.feed(two, now=NOW)
+    assert await proposed_to(db, two) == []  # the only volunteer is full (a proposal holds the place)
+
+    second = volunteer(languages=("fr",))  # registered, but shares no language with the client
+    await db.feed(second, now=NOW)
+    assert await proposed_to(db, two) == []
+    await db.feed(
+        VolunteerUpdated(**(second.model_dump() | {"languages": ("fr", "es")})),
+        now=NOW,
+    )
+    assert await proposed_to(db, two) == [second.volunteer_id]  # the update reached the pool
+
+    withdrawn = VolunteerWithdrawn(volunteer_id=second.volunteer_id, reason=VolunteerWithdrawalReason.OTHER)
+    await db.feed(withdrawn, now=NOW)
+    await db.feed(three, now=NOW)
+    assert second.volunteer_id not in await proposed_to(db, three)  # withdrawn: out of the pool
+
+
+async def test_a_decision_takes_the_next_volunteer_rather_than_wait_for_a_held_one(db: MatchingDb) -> None:
+    near = volunteer(remote=False, facilities_reachable=("STWRTGA",))  # the better score: close by
+    far = volunteer()
+    await db.feed(near, far, now=NOW)
+    first = case()
+    await db.feed(first, now=NOW)
+    assert await proposed_to(db, first) == [near.volunteer_id]
+
+    v = db.tables.volunteers
+    async with db.sessions.begin() as holder:  # another transaction (an answer, another instance)
+        await holder.execute(select(v).where(v.c.volunteer_id == near.volunteer_id).with_for_update())
+        second = case()
+        await asyncio.wait_for(db.feed(second, now=NOW), timeout=10)  # waiting would hang here
+        assert await proposed_to(db, second) == [far.volunteer_id]
+
+        await holder.execute(select(v).where(v.c.volunteer_id == far.volunteer_id).with_for_update())
+        third = case()
+        await asyncio.wait_for(db.feed(third, now=NOW), timeout=10)
+        assert await proposed_to(db, third) == []  # both held: queued again, shortly
+        q = db.tables.pending
+        async with db.sessions() as session:
+            queued = (await session.execute(select(q.c.case_id))).scalars().all()
+        assert queued == [third.case_id]
+    await asyncio.sleep(0.6)
+    await db.decide(NOW)
+    assert await proposed_to(db, third) == [near.volunteer_id]
+
+
+async def test_a_claim_takes_at_most_the_batch(db: MatchingDb) -> None:
+    async with db.sessions.begin() as session:
+        await db.placement.store.queue(session, [uuid.uuid4() for _ in range(300)])
+    async with db.sessions.begin() as session:
+        assert len(await db.placement.store.claim_many(session, 16)) == 16
