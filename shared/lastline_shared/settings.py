@@ -184,6 +184,7 @@ class MatchingSettings(ServiceSettings):
     reoptimise_budget_s: float = Field(default=5, gt=0)
     reoptimise_max_cases: int = Field(default=5_000, ge=1)
     reoptimise_keep_bonus: float = Field(default=0.01, ge=0)
+    reoptimise_pricing_days: int = Field(default=90, ge=1)
     network_timezone: str = "America/New_York"
 
 

@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, text
 
-from lastline_shared.contracts.cases import CaseOpened
-from lastline_shared.contracts.enums import ExperienceLevel
+from lastline_shared.contracts.cases import CaseClosed, CaseOpened
+from lastline_shared.contracts.enums import CaseOutcome, ExperienceLevel
 from lastline_shared.contracts.matches import MatchProposed, MatchRetracted
 from lastline_shared.contracts.volunteers import VolunteerRegistered
 from tests.integration.test_matching_flow import NOW, TODAY, case, volunteer
@@ -84,3 +84,43 @@ async def test_the_pass_leaves_a_proposal_being_answered_and_runs_once_at_a_time
     for person in (both, spanish_only):
         row = await db.volunteer(person.volunteer_id)
         assert row["active_cases"] + row["reserved"] <= row["max_active_cases"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_recent_demand_prices_a_scarce_volunteer_and_online_decisions_spare_them(
+    db: MatchingDb,
+) -> None:
+    # The only Mam speaker (two places) also scores best for Spanish cases. Three Mam cases came in
+    # the pricing window (two closed since, one waiting with an offer to them): the pass prices the
+    # Mam speaker, so the next Spanish case goes to the Spanish-only attorney instead of using up the
+    # place Mam clients will need.
+    both = volunteer(
+        languages=("es", "mam"), experience_level=ExperienceLevel.EXPERIENCED, max_active_cases=2
+    )
+    spanish_only = volunteer(
+        languages=("es",), experience_level=ExperienceLevel.INTERMEDIATE, max_active_cases=2
+    )
+    await db.feed(both, spanish_only, now=NOW)
+    for _ in range(2):
+        earlier = case(languages=("mam",))
+        await db.feed(earlier, now=NOW)
+        closed = CaseClosed(case_id=earlier.case_id, outcome=CaseOutcome.RELEASED, closed_on=TODAY)
+        await db.feed(closed, now=NOW)
+    await db.feed(case(languages=("mam",)), now=NOW)
+    await db.reoptimise(NOW)
+    priced = await _prices(db)
+    assert priced.get(both.volunteer_id, 0) > priced.get(spanish_only.volunteer_id, 0) == 0
+    spanish = case(languages=("es",))
+    await db.feed(spanish, now=NOW)
+    [offer] = [p for p in await db.of(MatchProposed) if p.case_id == spanish.case_id]
+    assert offer.volunteer_id == spanish_only.volunteer_id
+    # Its published score is the score, not score minus price: the Mam speaker's would be higher.
+    assert offer.score < max(
+        p.score for p in await db.of(MatchProposed) if p.volunteer_id == both.volunteer_id
+    )
+
+
+async def _prices(db: MatchingDb) -> dict[object, float]:
+    prices = db.tables.prices
+    async with db.sessions() as session:
+        return {row.volunteer_id: row.price for row in await session.execute(select(prices))}

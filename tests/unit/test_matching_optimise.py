@@ -3,6 +3,7 @@ duality proof that lets the pass work on a small graph yet be optimal over every
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import uuid
@@ -24,6 +25,7 @@ from lastline_matching.domain import (
     solve,
 )
 from lastline_matching.domain.optimise import Assignment, duals
+from lastline_matching.domain.scoring import rank
 from lastline_shared.contracts.enums import CaseType, ExperienceLevel, PracticeArea, VolunteerRole
 
 TODAY = date(2026, 3, 2)
@@ -238,3 +240,21 @@ def test_the_pass_keeps_a_current_pair_unless_another_gains_more_than_the_bonus(
         VolunteerRole.ATTORNEY,
     )
     assert placed(better, 1) == 0  # a real gain moves the case
+
+
+def test_the_pool_shortlist_holds_exactly_the_best_that_rank_orders() -> None:
+    rng = random.Random(11)
+    for _ in range(60):
+        cases, volunteers = _network(rng, 3, rng.randint(1, 30))
+        if rng.random() < 0.5:  # twins: equal scores, so the tie-break by id decides
+            volunteers += [dataclasses.replace(v, id=uuid.UUID(int=rng.getrandbits(128))) for v in volunteers]
+        pool = VolunteerPool(volunteers, VolunteerRole.ATTORNEY)
+        prices = np.array([rng.choice([0.0, 0.0, 0.05, 0.2]) for _ in range(len(pool))])
+        by_id = dict(zip(pool.ids, prices.tolist(), strict=True))
+        for case in cases:
+            for limit in (1, 3):
+                shortlist = {pool.ids[i] for i in pool.top(case, _context(case), limit, prices)}
+                ranked = rank(
+                    case, volunteers, VolunteerRole.ATTORNEY, _context(case), limit=limit, prices=by_id
+                )
+                assert shortlist == {r.volunteer.id for r in ranked}

@@ -47,6 +47,7 @@ timers.register(
             budget_s=settings.reoptimise_budget_s,
             max_cases=settings.reoptimise_max_cases,
             keep_bonus=settings.reoptimise_keep_bonus,
+            pricing_days=settings.reoptimise_pricing_days,
         ),
         schema=settings.db_schema,
     ),

@@ -137,22 +137,12 @@ class LivePools:
     # -- deciding --------------------------------------------------------------------------------
 
     def best(self, case: CaseView, role: VolunteerRole, context: Context, limit: int) -> list[VolunteerView]:
-        """The ``limit`` eligible volunteers with the highest score minus dual price (ties to the
-        smaller id, as ``rank`` orders them), with their current load; unordered."""
+        """The ``limit`` eligible volunteers with the highest score minus dual price
+        (:meth:`VolunteerPool.top`), with their current load."""
         pool, price = self._pool(role)
-        candidates = pool.evaluate(case, context)
-        if not len(candidates.indices) or limit <= 0:
-            return []
-        value = pool.scores(candidates) - price[candidates.indices]
-        if len(value) > limit:
-            kth = np.partition(value, len(value) - limit)[len(value) - limit]
-            above = np.flatnonzero(value > kth)
-            tied = np.flatnonzero(value == kth)[: limit - len(above)]  # indices ascend with the id
-            picked = candidates.indices[np.concatenate([above, tied])]
-        else:
-            picked = candidates.indices
         return [
-            dataclasses.replace(pool.volunteers[i], active_load=int(pool.load[i])) for i in picked.tolist()
+            dataclasses.replace(pool.volunteers[i], active_load=int(pool.load[i]))
+            for i in pool.top(case, context, limit, price).tolist()
         ]
 
     def prices(self) -> Mapping[UUID, float]:

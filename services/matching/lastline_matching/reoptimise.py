@@ -31,12 +31,12 @@ from uuid import UUID
 
 import numpy as np
 import structlog
-from sqlalchemy import and_, delete, insert, or_, select, text
+from sqlalchemy import and_, delete, insert, or_, select, text, union_all
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastline_matching.domain import CaseView, Context, VolunteerPool, VolunteerView, optimise
-from lastline_matching.domain.optimise import Assignment, GlobalPass
+from lastline_matching.domain.optimise import MIN_WEIGHT, Assignment, GlobalPass
 from lastline_matching.placement import Placement
 from lastline_shared.contracts.enums import CaseNeed, RetractionReason, VolunteerRole
 
@@ -51,6 +51,8 @@ class PassLimits:
     """Cases per pass, the closest hearings first."""
     keep_bonus: float = 0.01
     """Added to an open proposal's score: it moves only for a larger gain."""
+    pricing_days: int = 90
+    """The cases opened in this many days price the volunteers (about how long a case holds a place)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ class Reoptimiser:
         self._lock_key = f"lastline-reoptimise:{schema}"
         self.last: dict[VolunteerRole, GlobalPass] = {}
         """The last pass's result per role (for tests and logs)."""
+        self.market: dict[VolunteerRole, GlobalPass] = {}
+        """The last pricing solve per role: its duals are the volunteers' prices."""
 
     async def run(self, session: AsyncSession, now: datetime) -> int:
         """One global pass; returns how many cases changed hands (0 if another instance holds it)."""
@@ -93,19 +97,24 @@ class Reoptimiser:
         if not locked.scalar():
             return 0
         started = time.monotonic()
-        problems = await self._read(session)
-        changes: list[Change] = []
+        everyone = await self._everyone(session)
+        markets = await self._read_market(session, now, everyone)
         prices: dict[UUID, float] = {}
-        for problem in problems:
-            budget = max(0.1, self._limits.budget_s - (time.monotonic() - started))
-            result, found = await asyncio.to_thread(self._solve, problem, budget)
-            self.last[problem.role] = result
-            changes += found
-            if result.duals is not None:
-                for vid, price in zip(result.graph.volunteer_ids, result.duals.prices(), strict=True):
+        for market in markets:
+            budget = max(0.1, self._limits.budget_s / 2 - (time.monotonic() - started))
+            priced = await asyncio.to_thread(self._price, market, budget)
+            self.market[market.role] = priced
+            if priced.duals is not None:
+                for vid, price in zip(priced.graph.volunteer_ids, priced.duals.prices(), strict=True):
                     prices[vid] = max(prices.get(vid, 0.0), float(price))
         await self._store_prices(session, prices)
         self._placement.pools.invalidate()  # this instance's next decisions read the new prices
+        changes: list[Change] = []
+        for problem in await self._read(session, everyone):
+            budget = max(0.1, self._limits.budget_s - (time.monotonic() - started))
+            result, found = await asyncio.to_thread(self._solve, problem, budget, prices)
+            self.last[problem.role] = result
+            changes += found
         applied = await self._apply(session, changes, now)
         if changes:
             log.info("global pass", changes=len(changes), applied=applied, seconds=time.monotonic() - started)
@@ -113,7 +122,69 @@ class Reoptimiser:
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def _read(self, session: AsyncSession) -> list[_Problem]:
+    async def _everyone(self, session: AsyncSession) -> list[VolunteerView]:
+        v = self._store.t.volunteers
+        active = (
+            await session.execute(
+                select(*(col for col in v.c if col.name != "profile")).where(v.c.status == "active")
+            )
+        ).mappings()
+        return [VolunteerView.from_row(dict(x), mentor_capacity=self._store.mentor_capacity) for x in active]
+
+    async def _read_market(
+        self, session: AsyncSession, now: datetime, everyone: Sequence[VolunteerView]
+    ) -> list[_Problem]:
+        """Per role, the demand that prices the volunteers: the cases opened in the last
+        ``pricing_days`` (about as long as a case holds a place; the most recent ``max_cases``), as
+        the cases of the coming weeks will look, against the active volunteers as if those cases held
+        none of their places."""
+        t, chooser = self._store.t, self._placement.chooser
+        c, m, p = t.cases, t.matches, t.proposals
+        since = now - timedelta(days=self._limits.pricing_days)
+        cases = (
+            await session.execute(
+                select(c.c.case_id, c.c.facts)
+                .where(c.c.opened_at >= since)
+                .order_by(c.c.opened_at.desc())
+                .limit(self._limits.max_cases)
+            )
+        ).all()
+        if not cases:
+            return []
+        ids = [row.case_id for row in cases]
+        held: Counter[tuple[UUID, str]] = Counter()
+        for row in await session.execute(
+            union_all(
+                select(m.c.volunteer_id, m.c.role).where(m.c.case_id.in_(ids), m.c.status == "active"),
+                select(p.c.volunteer_id, p.c.role).where(p.c.case_id.in_(ids), p.c.status == "open"),
+            )
+        ):
+            held[(row.volunteer_id, row.role)] += 1
+        today = self._placement.today()
+        mentor_available = any(x.mentor_room for x in everyone)
+        by_role: dict[VolunteerRole, _Problem] = {}
+        for row in cases:
+            view = CaseView.from_facts(row.facts)
+            context = Context(
+                today=today,
+                mentor_available=mentor_available,
+                interpreter_available=CaseNeed.INTERPRETER in view.needs,
+            )
+            for role in chooser.roles_needed(row.facts):
+                problem = by_role.get(role)
+                if problem is None:
+                    problem = by_role[role] = _Problem(role, [], {}, [], {})
+                problem.cases.append(view)
+                problem.contexts[view.id] = context
+        for role, problem in by_role.items():
+            problem.volunteers.extend(
+                dataclasses.replace(x, active_load=max(0, x.active_load - held[(x.id, role.value)]))
+                for x in everyone
+                if role in x.roles
+            )
+        return list(by_role.values())
+
+    async def _read(self, session: AsyncSession, everyone: Sequence[VolunteerView]) -> list[_Problem]:
         t, chooser = self._store.t, self._placement.chooser
         c, f, m, p, d = t.cases, t.facilities, t.matches, t.proposals, t.declines
         today = self._placement.today()
@@ -145,14 +216,6 @@ class Reoptimiser:
         declined: dict[UUID, set[UUID]] = defaultdict(set)
         for no in await session.execute(select(d.c.case_id, d.c.volunteer_id).where(d.c.case_id.in_(ids))):
             declined[no.case_id].add(no.volunteer_id)
-        v = t.volunteers
-        active = (
-            await session.execute(
-                select(*(col for col in v.c if col.name != "profile")).where(v.c.status == "active")
-            )
-        ).mappings()
-        mentor_capacity = self._store.mentor_capacity
-        everyone = [VolunteerView.from_row(dict(x), mentor_capacity=mentor_capacity) for x in active]
         mentor_available = any(x.mentor_room for x in everyone)
 
         by_role: dict[VolunteerRole, _Problem] = {}
@@ -186,8 +249,15 @@ class Reoptimiser:
 
     # -- solving --------------------------------------------------------------------------------
 
-    def _solve(self, problem: _Problem, budget_s: float) -> tuple[GlobalPass, list[Change]]:
+    def _price(self, market: _Problem, budget_s: float) -> GlobalPass:
+        pool = VolunteerPool(market.volunteers, market.role)
+        return optimise(market.cases, pool, lambda case: market.contexts[case.id], budget_s=budget_s)
+
+    def _solve(
+        self, problem: _Problem, budget_s: float, prices: Mapping[UUID, float]
+    ) -> tuple[GlobalPass, list[Change]]:
         pool = VolunteerPool(problem.volunteers, problem.role)
+        price = np.fromiter((prices.get(i, 0.0) for i in pool.ids), np.float64, len(pool))
         contexts = problem.contexts
         keep_to = np.full(len(problem.cases), -1, np.int64)
         keep_score = np.zeros(len(problem.cases))
@@ -198,7 +268,11 @@ class Reoptimiser:
             candidates = pool.evaluate(case, contexts[case.id])
             k = int(np.searchsorted(candidates.indices, pool.index[current]))
             if k < len(candidates.indices) and candidates.indices[k] == pool.index[current]:
-                keep_to[i], keep_score[i] = candidates.indices[k], pool.scores(candidates)[k]
+                net = pool.scores(candidates)[k] - price[candidates.indices[k]]
+                keep_to[i], keep_score[i] = candidates.indices[k], max(net, MIN_WEIGHT)
+        # Score minus price, as online decisions rank: a pass by score alone would hand the cases
+        # open now the volunteers later cases need (bench.matching_quality measured it: worse than
+        # online decisions with prices and no pass at all).
         result = optimise(
             problem.cases,
             pool,
@@ -206,6 +280,7 @@ class Reoptimiser:
             keep=Assignment(keep_to, keep_score),
             keep_bonus=self._limits.keep_bonus,
             budget_s=budget_s,
+            prices=price,
         )
         best = result.assignment
         changes = []

@@ -49,6 +49,9 @@ from lastline_shared.contracts.enums import ExperienceLevel, VolunteerRole
 SCALE = 1_000_000
 """Scores enter the solver as integers: resolution 1e-6."""
 
+MIN_WEIGHT = -0.999
+"""The least a pair weighs with prices subtracted."""
+
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
@@ -177,6 +180,24 @@ class VolunteerPool:
         """The load component's (weighted) share of the score of the volunteer at ``index`` now."""
         free = 1 - self.load[index] / self.max_cases[index] if self.max_cases[index] > 0 else 0.0
         return float(self._w_load * min(1.0, max(0.0, free)))
+
+    def top(self, case: CaseView, context: Context, limit: int, prices: Floats | None = None) -> Ints:
+        """The online decision's shortlist: the indices of the ``limit`` eligible volunteers with the
+        highest score minus price (``prices`` per pool index, as :meth:`Duals.prices`), ties to the
+        smaller id as ``rank`` breaks them; in no particular order (``rank`` orders the few)."""
+        candidates = self.evaluate(case, context)
+        if not len(candidates.indices) or limit <= 0:
+            return candidates.indices[:0]
+        value = self.scores(candidates)
+        if prices is not None:
+            value = value - prices[candidates.indices]
+        if len(value) <= limit:
+            return candidates.indices
+        kth = np.partition(value, len(value) - limit)[len(value) - limit]
+        above = np.flatnonzero(value > kth)
+        tied = np.flatnonzero(value == kth)[: limit - len(above)]  # indices ascend with the id
+        picked: Ints = candidates.indices[np.concatenate([above, tied])]
+        return picked
 
     def best(self, case: CaseView, context: Context) -> tuple[int, float] | None:
         """The online decision: the eligible volunteer with the highest score now, and the score."""
@@ -315,14 +336,21 @@ class EligiblePairs:
         return len(self.case)
 
 
-def eligible_pairs(cases: Sequence[CaseView], pool: VolunteerPool, context_of: ContextOf) -> EligiblePairs:
-    """Evaluate every case against the pool (its current load) once."""
+def eligible_pairs(
+    cases: Sequence[CaseView], pool: VolunteerPool, context_of: ContextOf, prices: Floats | None = None
+) -> EligiblePairs:
+    """Evaluate every case against the pool (its current load) once; with ``prices`` (per pool index),
+    each pair weighs its score minus the volunteer's price (kept above -1: the solver's keys assume
+    weights within one ``SCALE`` of 0; a match still counts first)."""
     heads: list[NDArray[np.int32]] = []
     weights: list[NDArray[np.int32]] = []
     for case in cases:
         candidates = pool.evaluate(case, context_of(case))
         heads.append(candidates.indices.astype(np.int32))
-        weights.append(_integer(pool.scores(candidates)).astype(np.int32))
+        scores = pool.scores(candidates)
+        if prices is not None:
+            scores = np.maximum(scores - prices[candidates.indices], MIN_WEIGHT)
+        weights.append(_integer(scores).astype(np.int32))
     sizes = np.fromiter((len(h) for h in heads), np.int64, len(heads))
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     tails = np.repeat(np.arange(len(cases), dtype=np.int32), sizes)
@@ -552,6 +580,7 @@ def optimise(
     include: Assignment | None = None,
     keep: Assignment | None = None,
     keep_bonus: float = 0.0,
+    prices: Floats | None = None,
 ) -> GlobalPass:
     """Solve over each case's ``top_k`` candidates (and, given ``include`` such as the greedy
     baseline's assignment, its pairs, so the optimum is never worse, and each case's ``top_spare`` best
@@ -561,7 +590,12 @@ def optimise(
 
     ``keep`` (such as the open proposals) is the current assignment: its pairs are in the graph with
     ``keep_bonus`` added to their scores, so the optimum moves a case only for a gain larger than that
-    (no churn between solutions of equal worth)."""
+    (no churn between solutions of equal worth).
+
+    ``prices`` (per pool index, such as :meth:`Duals.prices` of a pass over the expected demand) make
+    the objective score minus price, as online decisions rank: without them a pass over the cases open
+    now hands them the volunteers later cases will need, undoing what the prices steered online.
+    ``include`` and ``keep`` scores are then expected net of the same prices."""
     started = time.perf_counter()
     seconds = dict.fromkeys(("pairs", "graph", "solve", "duals", "check"), 0.0)
     clock = time.perf_counter()
@@ -572,7 +606,7 @@ def optimise(
         seconds[phase] += now - clock
         clock = now
 
-    pairs = eligible_pairs(cases, pool, context_of)
+    pairs = eligible_pairs(cases, pool, context_of, prices)
     lap("pairs")
     spare = None
     if include is not None:  # volunteers the baseline left with room are likely to keep some
@@ -593,18 +627,16 @@ def optimise(
     for round_ in range(1, max_rounds + 1):
         assignment = solve(graph)
         lap("solve")
-        prices = duals(graph, assignment)
+        proof = duals(graph, assignment)
         lap("duals")
-        if prices is None:
+        if proof is None:
             return GlobalPass(graph, assignment, False, round_, len(pairs), added, seconds)
-        c, v, s = _violations(pairs, prices, add_per_case)
+        c, v, s = _violations(pairs, proof, add_per_case)
         lap("check")
         over = budget_s is not None and time.perf_counter() - started > budget_s
         if not len(c) or round_ == max_rounds or over:
             open_ = len(np.unique(c))
-            return GlobalPass(
-                graph, assignment, not len(c), round_, len(pairs), added, seconds, open_, prices
-            )
+            return GlobalPass(graph, assignment, not len(c), round_, len(pairs), added, seconds, open_, proof)
         added.append(len(c))
         graph = graph.with_edges(c, v, s)
     raise AssertionError("unreachable")
