@@ -50,6 +50,7 @@ REASON_CODES = frozenset(
     | set(typing.get_args(ErrorType))  # the schema's errors are pydantic's error types
     | {
         # the contracts' own (lastline_shared.contracts.primitives)
+        "control_character",
         "country_code",
         "date_in_future",
         "date_type",

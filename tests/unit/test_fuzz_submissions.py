@@ -150,6 +150,7 @@ def test_corpus_covers_the_kinds_of_bad_input() -> None:
     for code in (
         "invalid_json",
         "invalid_encoding",
+        "control_character",
         "payload_too_large",
         "too_deeply_nested",
         "missing_header",

@@ -13,6 +13,7 @@ language detained people speak (Mam, K'iche' and Q'anjob'al have no two-letter c
 from __future__ import annotations
 
 import functools
+import re
 from datetime import date
 from functools import cache
 from typing import Annotated, TypeVar
@@ -133,8 +134,33 @@ def text(max_length: int) -> StringConstraints:
     return StringConstraints(min_length=1, max_length=max_length, pattern=r"\S")
 
 
-ShortText = Annotated[str, Strict(), text(200)]
-LongText = Annotated[str, Strict(), text(4000)]
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_controls(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    """Control characters (a terminal escape, a form feed pasted from a PDF) would reach emails, web
+    pages and staff screens as they are: refused, with a code of their own."""
+
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found is not None:
+            raise PydanticCustomError(
+                "control_character",
+                "Text must not contain control characters{allowed} (found U+{code:04X})",
+                {"allowed": allowed, "code": ord(found.group())},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+ShortText = Annotated[str, Strict(), text(200), _no_controls(_CONTROL_IN_LINE, "")]
+"""One line: a name, a title."""
+LongText = Annotated[
+    str, Strict(), text(4000), _no_controls(_CONTROL_IN_TEXT, " other than tab and line breaks")
+]
+"""Notes and addresses: tabs and line breaks allowed."""
 Flag = Annotated[bool, Strict()]
 Count = Annotated[int, Strict(), Field(ge=0)]
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_no_timestamp_datetime)]
