@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 
+from lastline_matching.pools import LivePools
 from lastline_shared.contracts.cases import CaseOpened
 from lastline_shared.contracts.enums import (
     CaseType,
@@ -141,3 +142,25 @@ async def test_a_claim_takes_at_most_the_batch(db: MatchingDb) -> None:
         await db.placement.store.queue(session, [uuid.uuid4() for _ in range(300)])
     async with db.sessions.begin() as session:
         assert len(await db.placement.store.claim_many(session, 16)) == 16
+
+
+async def test_pools_rebuild_at_most_so_often_and_a_waiting_case_is_decided_after(
+    db: MatchingDb,
+) -> None:
+    clock = [0.0]
+    db.placement.pools = LivePools(db.tables, rebuild_every_s=60, clock=lambda: clock[0])
+    first = volunteer(max_active_cases=1)
+    one, two = case(), case()
+    await db.feed(first, one, now=NOW)
+    assert await proposed_to(db, one) == [first.volunteer_id]
+
+    second = volunteer()
+    await db.feed(second, two, now=NOW)  # the pool was built a moment ago: not rebuilt yet
+    assert await proposed_to(db, two) == []
+    q = db.tables.pending
+    async with db.sessions() as session:
+        assert (await session.execute(select(q.c.case_id))).scalars().all() == [two.case_id]
+    clock[0] = 61.0
+    await asyncio.sleep(0.6)
+    await db.decide(NOW)
+    assert await proposed_to(db, two) == [second.volunteer_id]

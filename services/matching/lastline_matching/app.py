@@ -6,6 +6,7 @@ from pathlib import Path
 from lastline_matching import consumers, responses, staff, timers
 from lastline_matching.choosing import Chooser
 from lastline_matching.placement import Placement, Timing
+from lastline_matching.pools import LivePools
 from lastline_matching.reoptimise import PassLimits, Reoptimiser
 from lastline_matching.store import MatchingStore
 from lastline_matching.tables import MatchingTables
@@ -32,6 +33,9 @@ placement = Placement(
         urgent_fanout=settings.urgent_fanout,
     ),
     today=network_today(settings.network_timezone),
+    pools=LivePools(
+        tables, mentor_capacity=settings.mentor_capacity, rebuild_every_s=settings.pool_rebuild_every_s
+    ),
 )
 consumers.register(runtime, placement)
 timers.register(

@@ -211,6 +211,8 @@ class Placement:
             prices = self.pools.prices()
             candidates = self.pools.best(view, role, context, limit=spare)
             choices = self.chooser.choose_among(view, candidates, role, context, limit=spare, prices=prices)
+            if not choices and self.pools.stale:
+                short = True  # a volunteer who registered or changed a moment ago may fit: again soon
             failed = False
             for choice in choices:
                 if wanted <= 0:

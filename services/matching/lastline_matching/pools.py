@@ -42,12 +42,19 @@ class LivePools:
         *,
         mentor_capacity: int = DEFAULT_MENTOR_CAPACITY,
         resync_s: float = 5.0,
+        rebuild_every_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._t = tables
         self._mentor_capacity = mentor_capacity
         self._resync_s = resync_s
+        self._rebuild_every_s = rebuild_every_s
         self._clock = clock
+        self._built_at = -rebuild_every_s
+        self.stale = False
+        """A profile changed since the pools were built: a decision that found nobody tries again
+        after the next rebuild (at most every ``rebuild_every_s``: building a pool of 20,000
+        volunteers takes about half a second)."""
         self._rows: dict[UUID, dict[str, Any]] = {}
         """Every volunteer's row as last read (without the profile JSON)."""
         self._views: dict[UUID, VolunteerView] = {}
@@ -81,7 +88,6 @@ class LivePools:
             if read != self._prices:
                 self._prices = read
                 profiles_changed = True  # the pools' price columns are built with them
-        loads: list[dict[str, Any]] = []
         for row in rows:
             fresh = dict(row)
             old = self._rows.get(fresh["volunteer_id"])
@@ -90,13 +96,8 @@ class LivePools:
             if old is None or any(old[k] != fresh[k] for k in fresh if k not in LOAD_COLUMNS):
                 self._views.pop(fresh["volunteer_id"], None)
                 profiles_changed = True
-            elif not profiles_changed:
-                loads.append(fresh)
-        if profiles_changed:
-            self._pools.clear()
-            return
-        for changed in loads:
-            self._set_load(changed["volunteer_id"], changed["active_cases"] + changed["reserved"])
+            self._set_load(fresh["volunteer_id"], fresh["active_cases"] + fresh["reserved"])
+        self.stale = self.stale or profiles_changed
 
     def invalidate(self) -> None:
         """A batch rolled back after taking places in memory: read everything next time."""
@@ -116,8 +117,12 @@ class LivePools:
                 pool.load[index] = load
 
     def _pool(self, role: VolunteerRole) -> tuple[VolunteerPool, np.ndarray[Any, np.dtype[np.float64]]]:
+        if self.stale and self._clock() - self._built_at >= self._rebuild_every_s:
+            self._pools.clear()
+            self.stale = False
         built = self._pools.get(role)
         if built is None:
+            self._built_at = self._clock()
             rows = [r for r in self._rows.values() if r["status"] == "active" and role.value in r["roles"]]
             pool = VolunteerPool((self._view(row) for row in rows), role)
             for row in rows:
@@ -138,12 +143,16 @@ class LivePools:
 
     def best(self, case: CaseView, role: VolunteerRole, context: Context, limit: int) -> list[VolunteerView]:
         """The ``limit`` eligible volunteers with the highest score minus dual price
-        (:meth:`VolunteerPool.top`), with their current load."""
+        (:meth:`VolunteerPool.top`), as their rows are now (a pool built before a profile changed
+        may shortlist someone the exact rules, applied to these, then refuse)."""
         pool, price = self._pool(role)
-        return [
-            dataclasses.replace(pool.volunteers[i], active_load=int(pool.load[i]))
-            for i in pool.top(case, context, limit, price).tolist()
-        ]
+        shortlist = []
+        for i in pool.top(case, context, limit, price).tolist():
+            row = self._rows.get(pool.ids[i])
+            if row is not None:
+                view = self._view(row)
+                shortlist.append(dataclasses.replace(view, active_load=int(pool.load[i])))
+        return shortlist
 
     def prices(self) -> Mapping[UUID, float]:
         return self._prices
