@@ -159,14 +159,16 @@ class MatchingStore:
             return
         q = self.t.pending
         due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, after_s) if after_s else func.now()
-        await session.execute(
+        queued = (
             # In key order: two transactions queueing overlapping cases then never deadlock.
             insert(q)
             .values([{"case_id": case_id, "due_at": due} for case_id in sorted(set(case_ids))])
             .on_conflict_do_nothing()
         )
-        if not after_s:
-            await session.execute(select(func.pg_notify(self.pending_channel, "")))
+        if after_s:
+            await session.execute(queued)
+        else:  # the insert and the NOTIFY in one round trip (a CTE that modifies runs unreferenced)
+            await session.execute(select(func.pg_notify(self.pending_channel, "")).add_cte(queued.cte()))
 
     async def queue_waiting(self, session: AsyncSession, limit: int = 50) -> None:
         """New volunteers or freed capacity: the most urgent open cases without an offer."""
