@@ -1,6 +1,11 @@
 """``python -m chaos [--short]``: the platform under faults on its own Kafka and PostgreSQL (``make chaos``).
 
-Exit code 0 when every invariant holds, 1 when one is broken (the report says which), 2 on bad options.
+Exit code 0 when every invariant holds, 1 when one is broken (the report says which), 2 on bad options,
+3 when the system did not settle within the settle budget (or a phase of the checks ran out of its
+budget) and every check that could be judged holds.
+
+Every option can also be given as a ``CHAOS_<OPTION>`` environment variable (``CHAOS_EVENTS=20000
+CHAOS_RATE=30 make chaos``); the command line wins.
 """
 
 from __future__ import annotations
@@ -8,9 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from chaos.run import SHORT, Options, main
 
@@ -42,7 +50,16 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--poison", type=int, help=f"undecodable records injected (default {defaults.poison})"
     )
-    parser.add_argument("--settle-within-s", type=float, help="how long to wait for the system to settle")
+    parser.add_argument(
+        "--settle-within-s",
+        type=float,
+        help=f"the settle budget in seconds (default {defaults.settle_within_s:.0f}; docs/chaos.md)",
+    )
+    parser.add_argument(
+        "--checks-within-s",
+        type=float,
+        help=f"the checks' budget in seconds, topics to rebuild (default {defaults.checks_within_s:.0f})",
+    )
     parser.add_argument(
         "--keep-infra", action="store_const", const=True, help="leave the chaos Kafka and PostgreSQL running"
     )
@@ -64,6 +81,10 @@ def parse(argv: list[str] | None) -> Options:
     )
     args = parser.parse_args(argv)
     options = replace(defaults, **SHORT) if args.short else defaults  # type: ignore[arg-type]
+    try:
+        options = replace(options, **from_environment(os.environ))
+    except ValueError as error:
+        parser.error(str(error))
     given = {
         f.name: getattr(args, f.name) for f in fields(Options) if getattr(args, f.name, None) is not None
     }
@@ -71,7 +92,27 @@ def parse(argv: list[str] | None) -> Options:
     options = replace(options, var_dir=options.var_dir.resolve())
     if options.events < 100 or options.rate <= 0 or options.instances < 1:
         parser.error("need at least 100 events, a positive rate and one instance per service")
+    if options.settle_within_s < 0 or options.checks_within_s <= 0:
+        parser.error("the settle budget may not be negative, the checks' budget must be positive")
     return options
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``CHAOS_EVENTS=20000`` and the like: options for ``make chaos``, which passes no arguments."""
+    found: dict[str, Any] = {}
+    for f in fields(Options):
+        value = environ.get(f"CHAOS_{f.name.upper()}")
+        if value is None or value == "":
+            continue
+        kind = type(getattr(Options(), f.name))
+        if kind is bool:
+            found[f.name] = value.lower() in ("1", "true", "yes")
+        else:
+            try:
+                found[f.name] = kind(value)
+            except ValueError:
+                raise ValueError(f"CHAOS_{f.name.upper()}={value!r} is not a {kind.__name__}") from None
+    return found
 
 
 if __name__ == "__main__":

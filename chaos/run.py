@@ -4,6 +4,7 @@ random moments, then the invariants once everything has settled. Always tears do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import secrets
@@ -11,6 +12,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from chaos.catchers import MailCatcher, Volunteers, WebhookCatcher
 from chaos.faults import Injector, plan
 from chaos.fleet import Fleet, free_port
 from chaos.infra import CHAOS_DIR, KAFKA_PORT, POSTGRES_PORT, ChaosInfra, chaos_layout, clean_environ
-from chaos.observe import group_offsets, read_everything, settle
+from chaos.observe import Settled, group_offsets, read_topics, settle
 from chaos.traffic import PARTNERS, Publisher, create_partners, inject_poison, make_traffic
 from lastline_infra import InfraEndpoints
 from lastline_infra.platform import service_env
@@ -35,6 +37,11 @@ from lastline_shared.settings import ReportingSettings
 
 EMAIL_SENDERS = 2
 RELAY_BATCH = 500  # the services' default relay_batch_size
+# Once settled, the volunteers answer the last proposals, and the system settles again: the settle
+# budget covers both, but these two waits get at least this long.
+ANSWERS_WITHIN_S = 120.0
+RESETTLE_AT_LEAST_S = 120.0
+FIGURES_WITHIN_S = 120.0  # every staff figure once, from a reporting instance that may be busy
 
 
 @dataclass
@@ -51,7 +58,8 @@ class Options:
     poison: int = 5
     accept_percent: int = 30
     decline_percent: int = 10
-    settle_within_s: float = 1800.0
+    settle_within_s: float = 1800.0  # the settle budget (docs/chaos.md, "Settling")
+    checks_within_s: float = 900.0  # the checks' budget: reading every topic, the tables, a rebuild
     wait_for_recovery: bool = True  # each fault only once every instance is ready again
     keep_infra: bool = False
     var_dir: Path = CHAOS_DIR
@@ -72,6 +80,7 @@ SHORT = {
     "postgres_restarts": 1,
     "poison": 3,
     "settle_within_s": 300.0,
+    "checks_within_s": 300.0,
     # Faults on schedule even while the system is still recovering: on a busy machine a restarted
     # service takes a minute to be ready, and six one-minute waits do not fit a test.
     "wait_for_recovery": False,
@@ -90,6 +99,7 @@ class Run:
     hooks: WebhookCatcher = field(default_factory=WebhookCatcher)
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     timings: dict[str, float] = field(default_factory=dict)
+    published_at: float = 0.0  # when the report was first written: 0 until then
 
     def __post_init__(self) -> None:
         o = self.options
@@ -143,6 +153,8 @@ class Run:
                 instance.process.env["NOTIFICATIONS_MATCHING_PUBLIC_URL"] = matching_url
             try:
                 report = await self.stream(endpoints, traffic, fleet, rng, hook_port)
+                # The verdict before the teardown: whatever stopping takes, the report is out.
+                self.publish(report, started)
             finally:
                 await fleet.stop()
         finally:
@@ -150,10 +162,18 @@ class Run:
             self.mail.stop()
             if not o.keep_infra:
                 await self.infra.down()
+        self.timings["teardown_s"] = time.monotonic() - self.published_at
+        self.publish(report, started, quietly=True)
+        return report
+
+    def publish(self, report: dict[str, Any], started: float, *, quietly: bool = False) -> None:
         report["seconds"] = {k: round(v, 1) for k, v in self.timings.items()} | {
             "total_s": round(time.monotonic() - started, 1)
         }
-        return report
+        write_report(self.options.report, report)
+        if not quietly:
+            self.published_at = time.monotonic()
+            print_report(report)
 
     async def stream(
         self, endpoints: InfraEndpoints, traffic: Traffic, fleet: Fleet, rng: random.Random, hook_port: int
@@ -200,23 +220,44 @@ class Run:
             progress.cancel()
             self.timings["stream_s"] = time.monotonic() - stream_started
             say(f"  stream and faults done in {self.timings['stream_s']:.0f}s; settling")
-            settled = await settle(
-                endpoints.kafka_bootstrap, endpoints.asyncpg_dsn, within_s=o.settle_within_s
-            )
-            answering_stop.set()
-            await answering
-            settled = await settle(
-                endpoints.kafka_bootstrap, endpoints.asyncpg_dsn, within_s=o.settle_within_s
-            )
+            settled = await self.settle_all(endpoints, answering, answering_stop)
             self.timings["settled_s"] = time.monotonic() - stream_started
-            say(f"  settled: lag {settled.lag}, backlog {settled.backlog}; checking")
-            report = await self.judge(endpoints, fleet, traffic, poison, injector, volunteers, settled.done)
+            if settled.done:
+                say(f"  settled in {settled.seconds:.0f}s; checking")
+            else:
+                say(f"  {settled.reason()}; checking what can be judged")
+            checks_started = time.monotonic()
+            report = await self.judge(endpoints, fleet, traffic, poison, injector, volunteers, settled)
+            self.timings["checks_s"] = time.monotonic() - checks_started
         finally:
             stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         return report
+
+    async def settle_all(
+        self, endpoints: InfraEndpoints, answering: asyncio.Task[None], answering_stop: asyncio.Event
+    ) -> Settled:
+        """Wait for the system to settle within the settle budget; then let the volunteers answer the
+        last proposals and wait for it to settle again (each of these at least a couple of minutes).
+        When it does not settle in the budget, nothing more is waited for: the checks judge what they
+        can and say what was left."""
+        o = self.options
+        deadline = time.monotonic() + o.settle_within_s
+        bootstrap, dsn = endpoints.kafka_bootstrap, endpoints.asyncpg_dsn
+        settled = await settle(bootstrap, dsn, within_s=o.settle_within_s, say=say)
+        answering_stop.set()
+        if settled.done:
+            answers_within = max(ANSWERS_WITHIN_S, deadline - time.monotonic())
+            done, _ = await asyncio.wait({answering}, timeout=answers_within)
+            if not done:
+                say(f"  the volunteers' last answers took over {answers_within:.0f}s: cut short")
+            within = max(RESETTLE_AT_LEAST_S, deadline - time.monotonic())
+            settled = await settle(bootstrap, dsn, within_s=within, say=say)
+        answering.cancel()
+        await asyncio.gather(answering, return_exceptions=True)
+        return settled
 
     async def subscribe_webhooks(self, fleet: Fleet, port: int) -> None:
         headers = {"authorization": f"Bearer {self.token('admin')}"}
@@ -258,13 +299,20 @@ class Run:
                 found[figure.name] = response.json()["rows"]
         return found
 
-    async def rebuild(self, fleet: Fleet) -> None:
+    async def rebuild(self, fleet: Fleet, within_s: float) -> None:
+        """``lastline-reporting rebuild``, killed when it takes longer than ``within_s``."""
         reporting = fleet.first("reporting").process
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lastline_reporting", "rebuild", "--no-progress",
             env=reporting.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
-        out, _ = await process.communicate()
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), within_s)
+        except BaseException:  # the timeout, or the run being cancelled: never leave it running
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
         if process.returncode != 0:
             raise RuntimeError(f"reporting rebuild failed: {out.decode(errors='replace')[-2000:]}")
         say(f"  {out.decode(errors='replace').strip().splitlines()[-1]}")
@@ -277,18 +325,28 @@ class Run:
         poison: list[Any],
         injector: Injector,
         volunteers: Volunteers,
-        settled: bool,
+        settled: Settled,
     ) -> dict[str, Any]:
+        """Every check, each phase within what is left of the checks' budget: a phase that runs out
+        of time or fails leaves its checks not judged (and says why) rather than the run hanging."""
         o = self.options
-        topics = await read_everything(endpoints.kafka_bootstrap)
-        readers = sum(
-            1 for offsets in (await group_offsets(endpoints.kafka_bootstrap)).values()
-            if any(tp.topic == "volunteers" for tp in offsets)
-        )  # fmt: skip
-        results: list[checks.Check] = [
-            checks.Check("the system settled", settled, "no lag, no backlog, no new records"),
-            checks.partner_stream(traffic, topics),
-        ]
+        deadline = time.monotonic() + o.checks_within_s
+
+        def left(share: float = 1.0) -> float:
+            return max(1.0, (deadline - time.monotonic()) * share)
+
+        bootstrap = endpoints.kafka_bootstrap
+        results: list[checks.Check] = [checks.settled_check(settled)]
+
+        # Kafka: every topic read once, the records the checks look into kept.
+        say("  checks: reading every topic")
+        topics = await read_topics(bootstrap, within_s=left(0.5), keep=checks.keep_topic, say=say)
+        say(f"  checks: {topics.total():,} records, {len(topics.counts)} topics, {topics.seconds:.0f}s")
+        readers: int | None = None
+        with contextlib.suppress(Exception):
+            committed = await asyncio.wait_for(group_offsets(bootstrap), min(60.0, left()))
+            readers = sum(1 for tps in committed.values() if any(tp.topic == "volunteers" for tp in tps))
+        results.append(checks.partner_stream(traffic, topics))
         # Each SIGKILL of intake and each server restart (per intake instance) may cost one relay batch.
         relay_crashes = fleet.kills["intake"] + o.instances * (
             injector.kinds["kafka-restart"] + injector.kinds["postgres-restart"]
@@ -297,37 +355,84 @@ class Run:
         results += canonical_checks
         rejection_check, rejected = checks.rejections(traffic, topics)
         results.append(rejection_check)
-        matches = checks.events_of(topics.get("matches", []))
-        volunteer_events = checks.events_of(topics.get("volunteers", []))
-        conn = await asyncpg.connect(endpoints.asyncpg_dsn)
-        try:
-            results.append(await checks.intake_tables(conn, traffic))
-            results += await checks.matching_tables(conn, matches, volunteer_events)
-            window = checks.Window(
-                email_senders=EMAIL_SENDERS,
-                webhook_endpoints=len(PARTNERS),
-                instances=o.instances,
-                notifications_kills=fleet.kills["notifications"],
-                postgres_restarts=injector.kinds["postgres-restart"],
-            )
-            delivery_checks, delivery_figures = await checks.deliveries(
-                conn, self.mail.snapshot(), Counter(self.hooks.webhook_ids), window, matches, rejected
-            )
-            results += delivery_checks
-        finally:
-            await conn.close()
-        dlq_check, dlq_figures = checks.dead_letters(topics, poison, readers)
+        matches = checks.events_of(topics.records("matches"))
+        volunteer_events = checks.events_of(topics.records("volunteers"))
+        dlq_check, dlq_figures = checks.dead_letters(topics, poison, readers or 0)
         results.append(dlq_check)
+
+        # The services' tables, in one snapshot.
+        delivery_figures: dict[str, Any] = {}
+
+        async def tables() -> list[checks.Check]:
+            conn = await asyncpg.connect(endpoints.asyncpg_dsn, timeout=30, command_timeout=left())
+            try:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    found = [await checks.intake_tables(conn, traffic)]
+                    found += await checks.matching_tables(conn, matches, volunteer_events)
+                    window = checks.Window(
+                        email_senders=EMAIL_SENDERS,
+                        webhook_endpoints=len(PARTNERS),
+                        instances=o.instances,
+                        notifications_kills=fleet.kills["notifications"],
+                        postgres_restarts=injector.kinds["postgres-restart"],
+                    )
+                    delivery_checks, figures = await checks.deliveries(
+                        conn, self.received, window, matches, rejected
+                    )
+                    found += delivery_checks
+                    delivery_figures.update(figures)
+            finally:
+                conn.terminate()  # read-only: nothing to finish, and never a wait on a server gone away
+            return found
+
+        say("  checks: the services' tables")
+        results += await self.phase("reading the services' tables", checks.TABLE_CHECKS, left(0.5), tables)
+        if not topics.complete:
+            checks.overrule(results, checks.TOPIC_DEPENDENT, topics.reason())
+        if readers is None:
+            checks.overrule(results, [checks.DEAD_LETTERS], "the consumer groups could not be listed")
+
+        # Reporting: live figures against a rebuild, only once the system has settled (a rebuild
+        # while the live consumers still lag compares two different moments).
+        live: dict[str, Any] = {}
         reporting_url = fleet.first("reporting").url
-        live = await self.figures(reporting_url)
-        await self.rebuild(fleet)
-        rebuilt = await self.figures(reporting_url)
-        results.append(checks.same_figures(live, rebuilt))
-        results.append(checks.figures_match_topics(live, canonical, rejected, matches))
-        (o.var_dir / "figures.json").write_text(json.dumps(live, indent=1, default=str) + "\n")
+        if settled.done and topics.complete:
+
+            async def reporting() -> list[checks.Check]:
+                figures_within = min(FIGURES_WITHIN_S, left())
+                live.update(await asyncio.wait_for(self.figures(reporting_url), figures_within))
+                say("  checks: reporting rebuild")
+                await self.rebuild(fleet, left())
+                rebuilt = await asyncio.wait_for(self.figures(reporting_url), min(FIGURES_WITHIN_S, left()))
+                return [
+                    checks.same_figures(live, rebuilt),
+                    checks.figures_match_topics(live, canonical, rejected, matches),
+                ]
+
+            results += await self.phase("checking reporting", checks.REPORTING_CHECKS, left(), reporting)
+        else:
+            reason = settled.brief() if not settled.done else topics.reason()
+            results += checks.not_judged(checks.REPORTING_CHECKS, reason)
+            with contextlib.suppress(Exception):  # kept for a look afterwards, if reporting answers
+                live.update(await asyncio.wait_for(self.figures(reporting_url), min(30.0, left())))
+        if live:
+            (o.var_dir / "figures.json").write_text(json.dumps(live, indent=1, default=str) + "\n")
+        if not settled.done:
+            checks.excuse_unsettled(results, settled.brief())
+        code, words = checks.verdict(results)
+        judged = [c for c in results if c.judged]
         return {
-            "ok": all(c.ok for c in results),
+            "ok": code == 0,
+            "exit_code": code,
+            "verdict": words,
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(o).items()},
+            "settled": {
+                "done": settled.done,
+                "seconds": round(settled.seconds, 1),
+                "lag": settled.lag,
+                "lag_per_group": {g: n for g, n in settled.lags.items() if n},
+                "backlog": {k: v for k, v in settled.backlog.items() if v},
+            },
             "events": {
                 "published": len(traffic.items),
                 "accepted": len(traffic.accepted()),
@@ -337,7 +442,9 @@ class Run:
                 "canonical_copies": canonical.copies,
                 "matches_events": len(matches.by_id),
                 "matches_copies": matches.copies,
-                "records_on_all_topics": sum(len(v) for v in topics.values()),
+                "records_on_all_topics": topics.total(),
+                "topics_read_s": round(topics.seconds, 1),
+                "unread": topics.unread,
             },
             "faults": {
                 "injected": dict(injector.kinds) | {"sigkill_by_service": dict(fleet.kills)},
@@ -347,10 +454,33 @@ class Run:
             "answers": dict(volunteers.outcomes) | {"failed_attempts": volunteers.attempts_failed},
             "deliveries": delivery_figures,
             "dlq": dlq_figures,
-            "lost": sum(c.lost for c in results),
-            "duplicated": sum(c.duplicated for c in results),
-            "checks": [asdict(c) for c in results],
+            "lost": sum(c.lost for c in judged),
+            "duplicated": sum(c.duplicated for c in judged),
+            "not_judged": [c.name for c in results if not c.judged],
+            "checks": [asdict(c) | {"status": c.status} for c in results],
         }
+
+    def received(self) -> tuple[Counter[str], Counter[str]]:
+        return self.mail.snapshot(), Counter(self.hooks.webhook_ids)
+
+    async def phase(
+        self,
+        what: str,
+        names: Sequence[str],
+        within_s: float,
+        work: Callable[[], Awaitable[list[checks.Check]]],
+    ) -> list[checks.Check]:
+        """``work``'s checks, or every one of ``names`` not judged when it fails or runs out of time."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(within_s):
+                return await work()
+        except TimeoutError:
+            reason = f"{what} did not finish within {within_s:.0f}s"
+        except Exception as error:
+            reason = f"{what} failed ({type(error).__name__}: {error})"[:500]
+        say(f"  checks: {reason} after {time.monotonic() - started:.0f}s")
+        return checks.not_judged(names, reason)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -365,9 +495,10 @@ def print_report(report: dict[str, Any]) -> None:
     injected = report["faults"]["injected"]
     say(f"  faults: {json.dumps(injected)}; unexpected exits {report['faults']['unexpected_exits']}")
     say(f"  lost {report['lost']}, duplicated {report['duplicated']}")
+    marks = {"ok": "ok  ", "FAIL": "FAIL", "not judged": "--  "}
     for check in report["checks"]:
-        say(f"  {'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}")
-    say(f"  {'all invariants hold' if report['ok'] else 'INVARIANTS BROKEN'}; {report.get('seconds')}")
+        say(f"  {marks[check['status']]} {check['name']}: {check['detail']}")
+    say(f"  {report['verdict']}; {report.get('seconds')}")
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
@@ -377,7 +508,10 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 
 async def main(options: Options) -> int:
     """Ctrl-C or SIGTERM cancels the run, whose finally blocks stop the services and servers (a
-    background job of a non-interactive shell would otherwise ignore SIGINT)."""
+    background job of a non-interactive shell would otherwise ignore SIGINT).
+
+    Exit code 0 when every invariant holds, 1 when one is broken, 3 when the system did not settle
+    (or a phase of the checks ran out of time) and every check that could be judged holds."""
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -386,10 +520,10 @@ async def main(options: Options) -> int:
     try:
         report = await run.execute()
     except BaseException as error:
-        failed = {"ok": False, "error": f"{type(error).__name__}: {error}", "seconds": run.timings}
-        write_report(options.report, failed)
+        if not run.published_at:  # a report already written says more than this one would
+            failed = {"ok": False, "error": f"{type(error).__name__}: {error}", "seconds": run.timings}
+            write_report(options.report, failed)
         raise
-    write_report(options.report, report)
-    print_report(report)
     say(f"  report: {options.report}")
-    return 0 if report["ok"] else 1
+    code: int = report["exit_code"]
+    return code
