@@ -169,8 +169,12 @@ def envelopes(events: list[Any]) -> list[Envelope]:
     return out
 
 
-async def throughput(infra: InfraEndpoints) -> tuple[float, float, float, float]:
-    """(emails/s, raw SMTP/s, webhooks/s, raw signed POSTs/s)."""
+async def throughput(infra: InfraEndpoints) -> tuple[float, ...]:
+    """(emails/s, raw SMTP/s, webhooks/s, raw signed POSTs/s, CPU ms per email, CPU ms per webhook,
+    CPU ms per event the consumers' handlers apply).
+
+    CPU is this process's (the senders; for webhooks also the uvicorn receiver, which runs here): on
+    a shared machine it moves much less with the load than the rates do."""
     # The mail server in a process of its own, as a real one would be (a thread here would compete
     # with the senders for the interpreter).
     smtp_port = free_port()
@@ -238,13 +242,17 @@ async def throughput(infra: InfraEndpoints) -> tuple[float, float, float, float]
             people += p
             proposals += q
             placements += m
+        decided = 0
+        cpu = time.process_time()
         for batch, handle in (
             (envelopes(people), handlers.on_people),
             (envelopes(proposals[:EMAILS]), handlers.on_matches),
         ):
+            decided += len(batch)
             for start in range(0, len(batch), 500):
                 async with sessions.begin() as session:
                     await handle(session, batch[start : start + 500])
+        handler_cpu_ms = (time.process_time() - cpu) * 1000 / decided
 
         async def email_sender() -> None:
             mailer = senders.mailer_factory()
@@ -254,9 +262,10 @@ async def throughput(infra: InfraEndpoints) -> tuple[float, float, float, float]
             finally:
                 await mailer.close()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(email_sender(), email_sender())
         email_rate = EMAILS / (time.perf_counter() - started)
+        email_cpu_ms = (time.process_time() - cpu) * 1000 / EMAILS
 
         # Baseline: the same number of messages over one SMTP connection, no database.
         message = EmailMessage()
@@ -281,9 +290,10 @@ async def throughput(infra: InfraEndpoints) -> tuple[float, float, float, float]
             while await senders.run_batch(destination, 10, senders.send_webhook):
                 pass
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(drain(d) for d in destinations))
         webhook_rate = WEBHOOKS / (time.perf_counter() - started)
+        webhook_cpu_ms = (time.process_time() - cpu) * 1000 / WEBHOOKS
 
         # Baseline: the same number of signed POSTs, one sender per endpoint, no database.
         async with httpx.AsyncClient() as http:
@@ -299,7 +309,15 @@ async def throughput(infra: InfraEndpoints) -> tuple[float, float, float, float]
             started = time.perf_counter()
             await asyncio.gather(*(post(n, WEBHOOKS // ENDPOINTS) for n in range(ENDPOINTS)))
             raw_webhook_rate = (WEBHOOKS // ENDPOINTS * ENDPOINTS) / (time.perf_counter() - started)
-        return email_rate, raw_email_rate, webhook_rate, raw_webhook_rate
+        return (
+            email_rate,
+            raw_email_rate,
+            webhook_rate,
+            raw_webhook_rate,
+            email_cpu_ms,
+            webhook_cpu_ms,
+            handler_cpu_ms,
+        )
     finally:
         await senders.webhooks.close()
         server.should_exit = True
@@ -385,7 +403,9 @@ async def latency(infra: InfraEndpoints) -> list[float]:
 
 
 async def run(infra: InfraEndpoints) -> list[Figure]:
-    email_rate, raw_email, webhook_rate, raw_webhook = await throughput(infra)
+    email_rate, raw_email, webhook_rate, raw_webhook, email_cpu, webhook_cpu, handler_cpu = await throughput(
+        infra
+    )
     delays = sorted(await latency(infra))
     where = machine()
     figures = [
@@ -406,6 +426,34 @@ async def run(infra: InfraEndpoints) -> list[Figure]:
             raw_webhook,
             where,
             f"{WEBHOOKS:,} signed case.placed deliveries to {ENDPOINTS} endpoints (uvicorn)",
+        ),
+        Figure(
+            "notifications email CPU per delivery",
+            email_cpu,
+            "ms",
+            None,
+            None,
+            where,
+            "the senders' process CPU over the email run above (SMTP server in its own process)",
+        ),
+        Figure(
+            "notifications webhook CPU per delivery",
+            webhook_cpu,
+            "ms",
+            None,
+            None,
+            where,
+            "the senders' process CPU over the webhook run above (receiver in the same process)",
+        ),
+        Figure(
+            "notifications consumers CPU per event",
+            handler_cpu,
+            "ms",
+            None,
+            None,
+            where,
+            f"handlers applying {2 * max(EMAILS, WEBHOOKS):,} volunteer/case events, then {EMAILS:,} "
+            "match-proposed, in batches of 500 (one transaction each; no Kafka, no consumer inbox)",
         ),
     ]
     if delays:

@@ -53,15 +53,15 @@ class Handlers:
         await p.lock_cases(session, case_ids)
         decided: list[tuple[Trigger, Planned]] = []
         closed: list[Trigger] = []
+        # The two projections are separate tables: each takes its events in order, in bulk.
+        await p.on_volunteers(session, [(e.data, e.time) for e in envelopes if e.topic == VOLUNTEERS.name])
+        await p.on_cases(session, [(e.data, e.time) for e in envelopes if e.topic == CASES.name])
         for envelope in envelopes:
             trigger = trigger_of(envelope)
             if envelope.topic == VOLUNTEERS.name:
-                await p.on_volunteer(session, envelope.data, envelope.time)
                 decided += [(trigger, planned) for planned in plan(trigger, None, _NO_SUBSCRIPTIONS)]
-            elif envelope.topic == CASES.name:
-                await p.on_case(session, envelope.data, envelope.time)
-                if isinstance(envelope.data, CaseClosed):
-                    closed.append(trigger)
+            elif envelope.topic == CASES.name and isinstance(envelope.data, CaseClosed):
+                closed.append(trigger)
         if closed:
             cases = await p.cases(session, [_case_id(t.data) for t in closed])
             subscriptions = await self.subscriptions.index(session)
@@ -99,9 +99,9 @@ class Handlers:
         if not triggers:
             return []
         subscriptions = await self.subscriptions.index(session)
+        await self.projections.on_matches(session, [(t.data, t.time) for t in triggers])
         decided = []
         for trigger in triggers:
-            await self.projections.on_match(session, trigger.data, trigger.time)
             case = cases.get(_case_id(trigger.data))
             decided += [(trigger, p) for p in plan(trigger, case, subscriptions, self.oncall_emails)]
         return decided

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -348,12 +348,18 @@ class DeliveryStore:
 
     async def release(self, session: AsyncSession, claimed: Sequence[Claimed], until: datetime) -> None:
         """Give claimed rows back unsent (no attempt counted), due again at ``until``."""
-        for row in claimed:
-            await session.execute(
-                update(self.t)
-                .where(self._mine(row))
-                .values(status="pending", claim_token=None, next_attempt_at=until)
+        if not claimed:
+            return
+        t = self.t
+        await session.execute(
+            update(t)
+            .where(
+                tuple_(t.c.notification_id, t.c.claim_token).in_(
+                    [(c.notification_id, c.claim_token) for c in claimed]
+                )
             )
+            .values(status="pending", claim_token=None, next_attempt_at=until)
+        )
 
     def _outcome(self, claimed: Claimed) -> dict[str, Any]:
         return {

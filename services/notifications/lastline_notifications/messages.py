@@ -1,5 +1,6 @@
 """From a claimed email delivery to the message: the recipient's current contact and language, the case
-summary in words, and the signed links, read at send time.
+summary in words, and the signed links, read at send time (the contacts and cases once per claimed
+batch, just before its messages go out).
 
 The links are signed here, not when the delivery was decided, so a retried message carries a link
 that is valid from the moment it is sent.
@@ -7,9 +8,10 @@ that is valid from the moment it is sent.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lastline_notifications.deliveries import Claimed, DeliveryError
 from lastline_notifications.labels import label, language_name, template_language
 from lastline_notifications.mail import Renderer, compose
-from lastline_notifications.projections import CaseSummary, Projections
+from lastline_notifications.projections import CaseSummary, Contact, Projections
 from lastline_shared import reference
 from lastline_shared.contracts.enums import DeliveryFailure
 from lastline_shared.packet_links import packet_url, sign_packet_link
@@ -49,6 +51,14 @@ def case_view(case: CaseSummary | None, language: str) -> dict[str, Any] | None:
     }
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the projections say about a batch of deliveries' recipients and cases."""
+
+    contacts: dict[UUID, Contact]
+    cases: dict[UUID, CaseSummary]
+
+
 class EmailBuilder:
     def __init__(
         self, projections: Projections, renderer: Renderer, links: LinkSettings, sender: str
@@ -58,16 +68,28 @@ class EmailBuilder:
         self.links = links
         self.sender = sender
 
-    async def build(self, session: AsyncSession, delivery: Claimed) -> EmailMessage:
-        """The message for ``delivery``; ``DeliveryError`` if its recipient or case is unknown (yet)."""
+    async def load(self, session: AsyncSession, deliveries: Sequence[Claimed]) -> Known:
+        """The contacts and cases ``deliveries`` need, in two reads for the whole batch."""
+        people: set[UUID] = set()
+        case_ids: set[UUID] = set()
+        for delivery in deliveries:
+            if other_id := delivery.context.get("other_volunteer_id"):
+                people.add(UUID(other_id))
+            if delivery.recipient_kind == "volunteer":
+                people.add(UUID(delivery.recipient_id))
+            if delivery.case_id is not None:
+                case_ids.add(delivery.case_id)
+        return Known(
+            await self.projections.contacts(session, people), await self.projections.cases(session, case_ids)
+        )
+
+    def message(self, known: Known, delivery: Claimed) -> Message:
+        """The message for ``delivery`` from what ``load`` read; ``DeliveryError`` if its recipient or
+        case is unknown (yet)."""
         ctx = delivery.context
         other_id = ctx.get("other_volunteer_id")
-        wanted = [UUID(other_id)] if other_id else []
-        if delivery.recipient_kind == "volunteer":
-            wanted.append(UUID(delivery.recipient_id))
-        contacts = await self.projections.contacts(session, wanted)
-        cases = await self.projections.cases(session, [delivery.case_id] if delivery.case_id else [])
-        case = cases.get(delivery.case_id) if delivery.case_id else None
+        contacts = known.contacts
+        case = known.cases.get(delivery.case_id) if delivery.case_id else None
         if delivery.case_id is not None and case is None:
             raise DeliveryError(DeliveryFailure.OTHER, "case not known yet", not_ready=True)
 

@@ -7,10 +7,10 @@ with the ``matches`` events held for it through an advisory lock on the case (se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import bindparam, select, text, update
@@ -62,40 +62,70 @@ class CaseSummary:
 class Projections:
     def __init__(self, tables: NotificationsTables) -> None:
         self.t = tables
+        v, c = tables.volunteers, tables.cases
+        # Upserts that never let an older event overwrite a newer one (replays, redeliveries).
+        volunteer = insert(v)
+        self._upsert_volunteer = volunteer.on_conflict_do_update(
+            index_elements=[v.c.volunteer_id],
+            set_={
+                name: volunteer.excluded[name]
+                for name in ("name", "email", "language", "status", "event_time")
+            },
+            where=v.c.event_time <= volunteer.excluded.event_time,
+        )
+        case = insert(c)
+        self._upsert_case = case.on_conflict_do_update(
+            index_elements=[c.c.case_id],
+            set_={
+                name: case.excluded[name]
+                for name in (
+                    "facility_code",
+                    "court_code",
+                    "case_type",
+                    "languages",
+                    "next_hearing_date",
+                    "referrals",
+                    "event_time",
+                )
+            },
+            where=c.c.event_time <= case.excluded.event_time,
+        )
 
     # -- volunteers -----------------------------------------------------------------------------
 
-    async def on_volunteer(self, session: AsyncSession, event: object, at: datetime) -> None:
+    async def on_volunteers(self, session: AsyncSession, events: Sequence[tuple[object, datetime]]) -> None:
+        """Apply ``(event, time)`` pairs in order: one statement per run of the same kind of event
+        (executemany keeps each row's own effect, in order), not one per event."""
         v = self.t.volunteers
-        if isinstance(event, VolunteerProfile):
-            stmt = insert(v).values(
-                volunteer_id=event.volunteer_id,
-                name=event.name,
-                email=event.email,
-                language=event.languages[0],
-                status="active",
-                event_time=at,
-            )
-            excluded = stmt.excluded
-            await session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[v.c.volunteer_id],
-                    set_={
-                        "name": excluded.name,
-                        "email": excluded.email,
-                        "language": excluded.language,
-                        "status": excluded.status,
-                        "event_time": excluded.event_time,
-                    },
-                    where=v.c.event_time <= excluded.event_time,
+        for kind, run in _runs(events, (VolunteerProfile, VolunteerWithdrawn)):
+            if kind is VolunteerProfile:
+                await session.execute(
+                    self._upsert_volunteer,
+                    [
+                        {
+                            "volunteer_id": event.volunteer_id,
+                            "name": event.name,
+                            "email": event.email,
+                            "language": event.languages[0],
+                            "status": "active",
+                            "event_time": at,
+                        }
+                        for event, at in _typed(run, VolunteerProfile)
+                    ],
                 )
-            )
-        elif isinstance(event, VolunteerWithdrawn):
-            await session.execute(
-                update(v)
-                .where(v.c.volunteer_id == event.volunteer_id, v.c.event_time <= at)
-                .values(status="withdrawn", event_time=at)
-            )
+            else:
+                await session.execute(
+                    update(v)
+                    .where(v.c.volunteer_id == bindparam("b_id"), v.c.event_time <= bindparam("b_at"))
+                    .values(status="withdrawn", event_time=bindparam("b_at")),
+                    [
+                        {"b_id": event.volunteer_id, "b_at": at}
+                        for event, at in _typed(run, VolunteerWithdrawn)
+                    ],
+                )
+
+    async def on_volunteer(self, session: AsyncSession, event: object, at: datetime) -> None:
+        await self.on_volunteers(session, [(event, at)])
 
     async def contacts(self, session: AsyncSession, ids: Iterable[UUID]) -> dict[UUID, Contact]:
         wanted = list(set(ids))
@@ -116,49 +146,42 @@ class Projections:
 
         Taken in a stable order, so two transactions locking overlapping sets cannot deadlock.
         """
-        for case_id in sorted(set(case_ids)):
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"),
-                {"ns": _CASE_LOCK_NAMESPACE, "key": str(case_id)},
-            )
+        keys = [{"ns": _CASE_LOCK_NAMESPACE, "key": str(case_id)} for case_id in sorted(set(case_ids))]
+        if keys:  # executemany: one round trip, the locks still taken one after another in order
+            await session.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), keys)
+
+    async def on_cases(self, session: AsyncSession, events: Sequence[tuple[object, datetime]]) -> None:
+        """Apply ``(event, time)`` pairs in order, a statement per run of the same kind of event."""
+        c = self.t.cases
+        for kind, run in _runs(events, (CaseSnapshot, CaseClosed)):
+            if kind is CaseSnapshot:
+                await session.execute(
+                    self._upsert_case,
+                    [
+                        {
+                            "case_id": event.case_id,
+                            "status": "open",
+                            "facility_code": event.facility_code,
+                            "court_code": event.court_code,
+                            "case_type": event.case_type.value,
+                            "languages": list(event.languages),
+                            "next_hearing_date": event.next_hearing_date,
+                            "referrals": [r.model_dump(mode="json") for r in event.referrals],
+                            "event_time": at,
+                        }
+                        for event, at in _typed(run, CaseSnapshot)
+                    ],
+                )
+            else:
+                await session.execute(
+                    update(c)
+                    .where(c.c.case_id == bindparam("b_id"), c.c.event_time <= bindparam("b_at"))
+                    .values(status="closed"),
+                    [{"b_id": event.case_id, "b_at": at} for event, at in _typed(run, CaseClosed)],
+                )
 
     async def on_case(self, session: AsyncSession, event: object, at: datetime) -> None:
-        c = self.t.cases
-        if isinstance(event, CaseSnapshot):
-            stmt = insert(c).values(
-                case_id=event.case_id,
-                status="open",
-                facility_code=event.facility_code,
-                court_code=event.court_code,
-                case_type=event.case_type.value,
-                languages=list(event.languages),
-                next_hearing_date=event.next_hearing_date,
-                referrals=[r.model_dump(mode="json") for r in event.referrals],
-                event_time=at,
-            )
-            excluded = stmt.excluded
-            await session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[c.c.case_id],
-                    set_={
-                        name: excluded[name]
-                        for name in (
-                            "facility_code",
-                            "court_code",
-                            "case_type",
-                            "languages",
-                            "next_hearing_date",
-                            "referrals",
-                            "event_time",
-                        )
-                    },
-                    where=c.c.event_time <= excluded.event_time,
-                )
-            )
-        elif isinstance(event, CaseClosed):
-            await session.execute(
-                update(c).where(c.c.case_id == event.case_id, c.c.event_time <= at).values(status="closed")
-            )
+        await self.on_cases(session, [(event, at)])
 
     async def cases(self, session: AsyncSession, ids: Iterable[UUID]) -> dict[UUID, CaseSummary]:
         wanted = list(set(ids))
@@ -170,27 +193,43 @@ class Projections:
 
     # -- placements -----------------------------------------------------------------------------
 
-    async def on_match(self, session: AsyncSession, event: object, at: datetime) -> None:
+    async def on_matches(self, session: AsyncSession, events: Sequence[tuple[object, datetime]]) -> None:
+        """Apply ``(event, time)`` pairs in order, a statement per run of the same kind of event."""
         p = self.t.placements
-        if isinstance(event, MatchMade):
-            await session.execute(
-                insert(p)
-                .values(
-                    match_id=event.match_id,
-                    case_id=event.case_id,
-                    volunteer_id=event.volunteer_id,
-                    role=event.role.value,
-                    active=True,
-                    made_at=at,
+        for kind, run in _runs(events, (MatchMade, MatchEnded, MentorAssigned)):
+            if kind is MatchMade:
+                await session.execute(
+                    insert(p).on_conflict_do_nothing(),
+                    [
+                        {
+                            "match_id": event.match_id,
+                            "case_id": event.case_id,
+                            "volunteer_id": event.volunteer_id,
+                            "role": event.role.value,
+                            "active": True,
+                            "made_at": at,
+                        }
+                        for event, at in _typed(run, MatchMade)
+                    ],
                 )
-                .on_conflict_do_nothing()
-            )
-        elif isinstance(event, MatchEnded):
-            await session.execute(update(p).where(p.c.match_id == event.match_id).values(active=False))
-        elif isinstance(event, MentorAssigned):
-            await session.execute(
-                update(p).where(p.c.match_id == event.match_id).values(mentor_id=event.mentor_id)
-            )
+            elif kind is MatchEnded:
+                await session.execute(
+                    update(p).where(p.c.match_id == bindparam("b_id")).values(active=False),
+                    [{"b_id": event.match_id} for event, _ in _typed(run, MatchEnded)],
+                )
+            else:
+                await session.execute(
+                    update(p)
+                    .where(p.c.match_id == bindparam("b_id"))
+                    .values(mentor_id=bindparam("b_mentor")),
+                    [
+                        {"b_id": event.match_id, "b_mentor": event.mentor_id}
+                        for event, _ in _typed(run, MentorAssigned)
+                    ],
+                )
+
+    async def on_match(self, session: AsyncSession, event: object, at: datetime) -> None:
+        await self.on_matches(session, [(event, at)])
 
     # -- held events ----------------------------------------------------------------------------
 
@@ -228,3 +267,33 @@ def _summary(row: Any) -> CaseSummary:
         next_hearing_date=row.next_hearing_date,
         referrals=tuple(Referral(r["partner_id"], r["external_id"]) for r in row.referrals),
     )
+
+
+T = TypeVar("T")
+
+
+def _runs(
+    events: Sequence[tuple[object, datetime]], kinds: tuple[type, ...]
+) -> Iterator[tuple[type, list[tuple[object, datetime]]]]:
+    """Consecutive events of the same kind (the first of ``kinds`` each is an instance of), in order;
+    events of none of them change nothing and are left out."""
+    run: list[tuple[object, datetime]] = []
+    current: type | None = None
+    for event, at in events:
+        kind = next((k for k in kinds if isinstance(event, k)), None)
+        if kind is None:
+            continue
+        if kind is not current and run:
+            assert current is not None
+            yield current, run
+            run = []
+        current = kind
+        run.append((event, at))
+    if run and current is not None:
+        yield current, run
+
+
+def _typed(run: list[tuple[object, datetime]], kind: type[T]) -> Iterator[tuple[T, datetime]]:
+    for event, at in run:
+        assert isinstance(event, kind)
+        yield event, at

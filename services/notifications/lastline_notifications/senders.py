@@ -6,22 +6,25 @@
   endpoint fails, the rest of its claimed batch waits for the same retry time instead of timing out
   one by one.
 
-Each batch: claim (commit), then per message build, send, record (commit). A process killed after a
-send and before its record leaves the row ``sending``; when the claim lapses it is sent again: at most
-one duplicate per sender, the documented window (``deliveries.py``).
+Each batch: claim, and read what the whole batch needs (contacts and cases, or the endpoint), in one
+transaction; then per message build, send, record (commit). A process killed after a send and before
+its record leaves the row ``sending``; when the claim lapses it is sent again: at most one duplicate
+per sender, the documented window (``deliveries.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lastline_notifications.deliveries import Claimed, DeliveryError, DeliveryStore
 from lastline_notifications.mail import Mailer
@@ -34,7 +37,10 @@ from lastline_shared.wakeup import Wakeup
 
 log = structlog.get_logger(__name__)
 
-Send = Callable[[AsyncSession, Claimed], Awaitable[None]]
+SendOne = Callable[[Claimed], Awaitable[None]]
+Send = Callable[[AsyncSession, Sequence[Claimed]], Awaitable[SendOne]]
+"""Given a claimed batch, reads what its messages need (in the claim's transaction: one read per
+batch, not per message) and returns what sends one of them (no transaction open meanwhile)."""
 
 # Failures that say the destination is unwell, not that one message is bad.
 _DESTINATION_DOWN = frozenset(
@@ -77,19 +83,40 @@ class Senders:
     async def run_batch(self, destination: str, limit: int, send: Send) -> int:
         """Claim up to ``limit`` due deliveries of ``destination`` and send them. Returns how many
         were claimed (0: nothing due)."""
-        async with self.sessions() as session, session.begin():
+        async with self._batch_sessions(destination) as sessions:
+            return await self._run_batch(sessions, destination, limit, send)
+
+    @asynccontextmanager
+    async def _batch_sessions(self, destination: str) -> AsyncIterator[Callable[[], AsyncSession]]:
+        """Where a batch's transactions run. An email sender keeps one connection for its batch (a
+        transaction per outcome still): a checkout from the pool costs a ping, three round trips, per
+        message otherwise. Email senders are few (``email_senders``); webhook drains are many and wait
+        on partners' endpoints, so they check out per transaction and never hold the pool."""
+        engine = self.sessions.kw.get("bind")
+        if destination != SMTP_DESTINATION or not isinstance(engine, AsyncEngine):
+            yield self.sessions
+            return
+        async with engine.connect() as connection:
+            yield partial(self.sessions, bind=connection)
+
+    async def _run_batch(
+        self, sessions: Callable[[], AsyncSession], destination: str, limit: int, send: Send
+    ) -> int:
+        async with sessions() as session, session.begin():
             claimed = await self.store.claim(session, destination, limit=limit, lease_s=self.lease_s)
+            if not claimed:
+                return 0
+            send_one = await send(session, claimed)
         started = time.monotonic()
         for i, delivery in enumerate(claimed):
             if time.monotonic() - started > self.lease_s / 2:
                 # The rest could outlive their claim and be taken by another sender: give them back.
-                await self._release(claimed[i:], datetime.now(UTC))
+                await self._release(sessions, claimed[i:], datetime.now(UTC))
                 break
             try:
-                async with self.sessions() as session:
-                    await send(session, delivery)
+                await send_one(delivery)
             except DeliveryError as error:
-                retry_at = await self._failed(delivery, error)
+                retry_at = await self._failed(sessions, delivery, error)
                 log.info(
                     "delivery attempt failed",
                     notification_id=str(delivery.notification_id),
@@ -102,43 +129,60 @@ class Senders:
                 )
                 if error.failure in _DESTINATION_DOWN and not error.permanent:
                     until = retry_at or datetime.now(UTC) + timedelta(seconds=self.store.policy.base_s)
-                    await self._release(claimed[i + 1 :], until)
+                    await self._release(sessions, claimed[i + 1 :], until)
                     break
                 continue
             if self.after_send is not None:
                 self.after_send(delivery)
-            async with self.sessions() as session, session.begin():
+            # One commit per message: a crash resends at most the message in flight (the window).
+            async with sessions() as session, session.begin():
                 await self.store.mark_sent(session, delivery, datetime.now(UTC))
         return len(claimed)
 
-    async def _failed(self, delivery: Claimed, error: DeliveryError) -> datetime | None:
-        async with self.sessions() as session, session.begin():
+    async def _failed(
+        self, sessions: Callable[[], AsyncSession], delivery: Claimed, error: DeliveryError
+    ) -> datetime | None:
+        async with sessions() as session, session.begin():
             return await self.store.mark_failed(session, delivery, error, datetime.now(UTC))
 
-    async def _release(self, rest: list[Claimed], until: datetime) -> None:
+    async def _release(
+        self, sessions: Callable[[], AsyncSession], rest: list[Claimed], until: datetime
+    ) -> None:
         if rest:
-            async with self.sessions() as session, session.begin():
+            async with sessions() as session, session.begin():
                 await self.store.release(session, rest, until)
 
     # -- sending one ----------------------------------------------------------------------------
 
     def email_sender(self, mailer: Mailer) -> Send:
-        async def send(session: AsyncSession, delivery: Claimed) -> None:
-            message = await self.emails.build(session, delivery)
-            await session.rollback()  # no transaction open while the server takes its time
-            await mailer.send(message)
+        async def prepare(session: AsyncSession, claimed: Sequence[Claimed]) -> SendOne:
+            known = await self.emails.load(session, claimed)
+
+            async def send(delivery: Claimed) -> None:
+                await mailer.send(self.emails.message(known, delivery))
+
+            return send
+
+        return prepare
+
+    async def send_webhook(self, session: AsyncSession, claimed: Sequence[Claimed]) -> SendOne:
+        """A batch is one destination, so its endpoint (URL, secret, still active?) is read once."""
+        endpoints = {
+            destination: await self.subscriptions.endpoint(
+                session, UUID(destination.removeprefix("webhook:"))
+            )
+            for destination in {delivery.destination for delivery in claimed}
+        }
+
+        async def send(delivery: Claimed) -> None:
+            endpoint = endpoints[delivery.destination]
+            if endpoint is None or not endpoint.active:
+                raise DeliveryError(DeliveryFailure.OTHER, "subscription disabled", permanent=True)
+            await self.webhooks.send(
+                endpoint.url, endpoint.secret, str(delivery.notification_id), delivery.context["payload"]
+            )
 
         return send
-
-    async def send_webhook(self, session: AsyncSession, delivery: Claimed) -> None:
-        subscription_id = UUID(delivery.destination.removeprefix("webhook:"))
-        endpoint = await self.subscriptions.endpoint(session, subscription_id)
-        await session.rollback()
-        if endpoint is None or not endpoint.active:
-            raise DeliveryError(DeliveryFailure.OTHER, "subscription disabled", permanent=True)
-        await self.webhooks.send(
-            endpoint.url, endpoint.secret, str(delivery.notification_id), delivery.context["payload"]
-        )
 
     # -- loops ----------------------------------------------------------------------------------
 
