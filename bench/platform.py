@@ -6,9 +6,10 @@ first volunteers speak each case language and work remotely) on 3 partners' ``su
 set rate or all at once. For each submission the bench follows its way through the system:
 
 - intake: its canonical event on ``volunteers`` or ``cases`` (Kafka timestamp: published by the relay);
-- matching: the case's first ``match-proposed`` on ``matches`` (Kafka timestamp);
+- matching: the case's first ``match-proposed`` on ``matches`` (Kafka timestamp) that the run's own
+  matching made (other runs' matching services propose on the run's cases too);
 - notifications: that proposal's email accepted by an in-process aiosmtpd server (the proposal id read
-  from the accept link);
+  from the accept link of the message's text part, parsed with the ``email`` package);
 - reporting: the first event on the dashboard's stream (``/dashboard/stream``) after the reporting
   transaction that applied the event (its inbox row's time; underestimates by at most that
   transaction's duration, as the stream carries no event ids).
@@ -29,8 +30,10 @@ import asyncio
 import bisect
 import contextlib
 import email
+import email.message
 import email.policy
 import os
+import queue
 import random
 import re
 import sys
@@ -211,16 +214,24 @@ class Trace:
 
     Other runs' services share the topics (and their sources: intake publishes as ``/services/intake``
     whatever its name), so the run's events are told apart by content: canonical events by the
-    partner's reference, proposals by the case and the volunteer being the run's own.
+    partner's reference, proposals by the case being the run's own. Other runs' matching services see
+    the run's cases and volunteers on those topics too and propose on them as well (``attempt`` 1,
+    often to the same volunteer), and the run's notifications emails those too. So a proposal counts
+    only once the run's own matching's ``proposals`` table has it (its row is committed with the outbox
+    event, so before the event is on Kafka).
     """
 
     wanted: set[tuple[str, str]] = field(default_factory=set)
     canonical: dict[tuple[str, str], Seen] = field(default_factory=dict)
     case_of: dict[tuple[str, str], str] = field(default_factory=dict)  # submission key -> case_id
-    volunteers: set[str] = field(default_factory=set)
     proposals: dict[str, list[Proposed]] = field(default_factory=dict)  # case_id -> in order
-    mail: list[tuple[float, bytes]] = field(default_factory=list)  # appended by the SMTP thread
-    mail_read: int = 0
+    own: set[str] = field(default_factory=set)  # proposal ids the run's matching made
+    foreign: set[str] = field(default_factory=set)  # made by another run's matching
+    # Put by the SMTP server's thread while the bench's loop reads: a queue, so that no message put
+    # during a read is skipped (an index over a list once skipped those, ~10% of the emails).
+    mail: queue.SimpleQueue[tuple[float, bytes]] = field(default_factory=queue.SimpleQueue)
+    mail_read: int = 0  # messages taken from ``mail``
+    mail_other: int = 0  # of which without a proposal's accept link (other templates)
     emails: dict[str, float] = field(default_factory=dict)  # proposal_id -> accepted
     applied: dict[str, float] = field(default_factory=dict)  # ce_id -> reporting transaction start
     stream: list[float] = field(default_factory=list)  # dashboard stream events
@@ -243,20 +254,34 @@ class Trace:
                 self.canonical[key] = Seen(*seen)
                 if kind == "case-opened":
                     self.case_of[key] = data["case_id"]
-                else:
-                    self.volunteers.add(data["volunteer_id"])
 
     def read_mail(self) -> None:
-        for accepted, content in self.mail[self.mail_read :]:
+        while True:
+            try:
+                accepted, content = self.mail.get_nowait()
+            except queue.Empty:
+                return
+            self.mail_read += 1
             proposal = proposal_of(content)
-            if proposal is not None:
-                self.emails.setdefault(proposal, accepted)
-        self.mail_read = len(self.mail)
+            if proposal is None:
+                self.mail_other += 1
+            else:
+                self.emails.setdefault(proposal, accepted)  # a message resent: its first copy
 
     def proposal(self, sub: Submission) -> Proposed | None:
-        """The case's first proposal to one of the run's volunteers."""
+        """The case's first proposal by the run's matching."""
         proposals = self.proposals.get(self.case_of.get(sub.key, ""), ())
-        return next((p for p in proposals if p.volunteer_id in self.volunteers), None)
+        return next((p for p in proposals if p.proposal_id in self.own), None)
+
+    def unchecked(self, subs: Iterable[Submission]) -> list[str]:
+        """Proposals on ``subs``' cases not yet told own or foreign."""
+        return [
+            p.proposal_id
+            for sub in subs
+            if sub.is_case
+            for p in self.proposals.get(self.case_of.get(sub.key, ""), ())
+            if p.proposal_id not in self.own and p.proposal_id not in self.foreign
+        ]
 
     def shown(self, ce_id: str) -> float | None:
         """The first dashboard stream event after reporting applied ``ce_id``."""
@@ -268,10 +293,15 @@ class Trace:
 
 
 def proposal_of(content: bytes) -> str | None:
-    """The proposal id in a match-proposed email's accept link (the token's payload, not verified)."""
+    """The proposal id in a match-proposed email's accept link (the token's payload, not verified).
+
+    The message is parsed as a mail client would (MIME parts, quoted-printable soft line breaks, base64),
+    the text part preferred; other emails (placements, retractions, reminders) have no accept link."""
     message = email.message_from_bytes(content, policy=email.policy.default)
-    body = message.get_body(("plain",)) if hasattr(message, "get_body") else None
-    match = re.search(r"/v1/proposals/([\w.-]+)/accept", body.get_content() if body is not None else "")
+    assert isinstance(message, email.message.EmailMessage)  # what the default policy builds
+    body = message.get_body(("plain", "html"))
+    text = body.get_content() if body is not None else ""
+    match = re.search(r"/v1/proposals/([\w.-]+)/accept", text if isinstance(text, str) else "")
     if match is None:
         return None
     payload = jwt.decode(match.group(1), options={"verify_signature": False})
@@ -285,7 +315,7 @@ class Mailbox:
         self.trace = trace
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.trace.mail.append((time.time(), bytes(envelope.content)))
+        self.trace.mail.put((time.time(), bytes(envelope.content)))
         return "250 OK"
 
 
@@ -544,6 +574,8 @@ class Outcome:
     lag: dict[str, int]
     seconds: float
     missing: dict[str, int]  # stage -> submissions not through that had not reached it
+    foreign: int = 0  # proposals on the phase's cases by other runs' matching services
+    foreign_emailed: int = 0  # of which the run's notifications emailed (work the bench did not ask)
 
     def cores(self, process: str) -> float:
         return self.cpu[process] / self.seconds
@@ -580,8 +612,17 @@ def _through(trace: Trace, sub: Submission) -> tuple[float | None, dict[str, flo
 
 
 async def _resolve(platform: Platform, conn: Any, trace: Trace, subs: Sequence[Submission]) -> None:
-    """Ask reporting's inbox which of the events seen so far it has applied."""
+    """Ask matching which proposals it made, and reporting's inbox which of the events seen so far it
+    has applied."""
     trace.read_mail()
+    if unchecked := trace.unchecked(subs):
+        rows = await conn.fetch(
+            f'SELECT proposal_id::text FROM "{platform.schemas["matching"]}".proposals '
+            "WHERE proposal_id = ANY($1::uuid[])",
+            unchecked,
+        )
+        trace.own |= {row["proposal_id"] for row in rows}
+        trace.foreign |= set(unchecked) - trace.own
     by_source: dict[str, list[str]] = {}
     for sub in subs:
         events = [trace.canonical.get(sub.key), trace.proposal(sub) if sub.is_case else None]
@@ -675,17 +716,25 @@ async def phase(h: Harness, label: str, subs: list[Submission], rate: float | No
                 await _resolve(platform, conn, trace, pending)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 # Other work on this machine restarts the shared PostgreSQL now and then.
-                print(f"  reading reporting's inbox failed ({error!r}); reconnecting", flush=True)
+                print(
+                    f"  reading matching's or reporting's tables failed ({error!r}); reconnecting", flush=True
+                )
                 await conn.close(timeout=2)
                 conn = await asyncpg.connect(asyncpg_dsn(platform.infra.database_url))
                 continue
             pending = [s for s in pending if _through(trace, s)[0] is None]
             h.check()
+        trace.read_mail()
         unmailed = [
             p.ce_id for s in pending if (p := trace.proposal(s)) and p.proposal_id not in trace.emails
         ]
         if unmailed:
             await _show_deliveries(conn, platform.schemas["notifications"], unmailed)
+            print(
+                f"  the bench's SMTP server took {trace.mail_read:,} messages since the start: "
+                f"{len(trace.emails):,} proposals' emails, {trace.mail_other:,} others",
+                flush=True,
+            )
     finally:
         sampler.cancel()
         conn.terminate()
@@ -708,6 +757,13 @@ async def phase(h: Harness, label: str, subs: list[Submission], rate: float | No
             for stage in (*wanted, "reporting"):
                 if stage not in stages:
                     missing[stage] = missing.get(stage, 0) + 1
+    foreign = {
+        p.proposal_id
+        for s in subs
+        if s.is_case
+        for p in trace.proposals.get(trace.case_of.get(s.key, ""), ())
+        if p.proposal_id in trace.foreign
+    }
     latencies: dict[str, list[float]] = {"intake": [], "matching": [], "notifications": [], "dashboard": []}
     for sub in subs:
         _, stages = done[id(sub)]
@@ -727,6 +783,8 @@ async def phase(h: Harness, label: str, subs: list[Submission], rate: float | No
         lag=dict(lag.peak),
         seconds=wall,
         missing=missing,
+        foreign=len(foreign),
+        foreign_emailed=len(foreign & trace.emails.keys()),
     )
 
 
@@ -747,6 +805,11 @@ def _describe(outcome: Outcome, platform: Platform) -> None:
     if outcome.missing:
         print(
             "  not through, still waiting for: " + ", ".join(f"{k} {v:,}" for k, v in outcome.missing.items())
+        )
+    if outcome.foreign:
+        print(
+            f"  proposals on the run's cases by other runs' matching services (not counted): "
+            f"{outcome.foreign:,}, {outcome.foreign_emailed:,} of them emailed by the run's notifications"
         )
     by_use = sorted(outcome.cpu, key=lambda p: -outcome.cpu[p])
     print(
