@@ -48,6 +48,8 @@ def test_address_needing_smtputf8_takes_the_email_message_route() -> None:
     message = compose(rendered, sender=SENDER, to_name=None, to_address="zoë@例え.jp", message_id="n-2")
     assert isinstance(message, EmailMessage)
     assert b"To: zo\xc3\xab@" in flatten_message(message, utf8=True)  # as UTF-8, for SMTPUTF8
+    named = compose(rendered, sender=SENDER, to_name="Zoë Núñez", to_address="zoë@例え.jp", message_id="n-4")
+    assert "Zoë Núñez <zoë@例え.jp>".encode() in flatten_message(named, utf8=True)
 
 
 def test_a_line_break_in_a_header_is_refused() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email import charset as charsets
+from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
@@ -142,7 +143,10 @@ def _compose_smtputf8(
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = formataddr((to_name, to_address)) if to_name else to_address
+    # An Address, not formataddr() (it encodes a name, then the address too, as ASCII), built from
+    # its parts (its addr_spec parser refuses a local part that is not ASCII).
+    user, _, domain = to_address.rpartition("@")
+    message["To"] = Address(display_name=to_name or "", username=user, domain=domain)
     message["Subject"] = rendered.subject
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = f"<{message_id}@lastline.invalid>"
