@@ -185,6 +185,7 @@ class MatchingSettings(ServiceSettings):
     reoptimise_max_cases: int = Field(default=5_000, ge=1)
     reoptimise_keep_bonus: float = Field(default=0.01, ge=0)
     reoptimise_pricing_days: int = Field(default=90, ge=1)
+    reoptimise_max_changes: int = Field(default=200, ge=1)
     pool_rebuild_every_s: float = Field(default=2.0, ge=0)
     """At most this often the in-memory volunteer pools are rebuilt after profiles changed."""
     network_timezone: str = "America/New_York"

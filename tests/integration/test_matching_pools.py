@@ -164,3 +164,15 @@ async def test_pools_rebuild_at_most_so_often_and_a_waiting_case_is_decided_afte
     await asyncio.sleep(0.6)
     await db.decide(NOW)
     assert await proposed_to(db, two) == [second.volunteer_id]
+
+
+async def test_a_consumer_batch_queues_its_cases_once_at_its_end(db: MatchingDb) -> None:
+    q = db.tables.pending
+    cases = [case() for _ in range(3)]
+    async with db.sessions.begin() as session:
+        async with db.placement.store.queueing_once(session):
+            for c in cases:
+                await db.placement.on_case(session, c, NOW)
+            assert (await session.execute(select(q.c.case_id))).scalars().all() == []  # collected
+        queued = (await session.execute(select(q.c.case_id))).scalars().all()
+    assert sorted(queued) == sorted(c.case_id for c in cases)

@@ -43,7 +43,8 @@ async def _blocked(
 @pytest.mark.asyncio(loop_scope="session")
 async def test_the_pass_corrects_a_greedy_choice_that_blocked_a_harder_case(db: MatchingDb) -> None:
     both, spanish_only, early, hard = await _blocked(db)
-    assert await db.reoptimise(NOW) == 2
+    assert await db.reoptimise(NOW) == 2  # one proposal moved, and the case it freed a place for queued
+    await db.decide(NOW)  # the online path offers it, with the pass's prices
     [retracted] = await db.of(MatchRetracted)
     assert (retracted.case_id, retracted.volunteer_id) == (early.case_id, both.volunteer_id)
     assert retracted.reason == "reoptimised"
@@ -81,6 +82,7 @@ async def test_the_pass_leaves_a_proposal_being_answered_and_runs_once_at_a_time
         await other.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
         assert await db.reoptimise(NOW) == 0
     assert await db.reoptimise(NOW) == 2
+    await db.decide(NOW)
     for person in (both, spanish_only):
         row = await db.volunteer(person.volunteer_id)
         assert row["active_cases"] + row["reserved"] <= row["max_active_cases"]

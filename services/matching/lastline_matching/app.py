@@ -52,6 +52,7 @@ timers.register(
             max_cases=settings.reoptimise_max_cases,
             keep_bonus=settings.reoptimise_keep_bonus,
             pricing_days=settings.reoptimise_pricing_days,
+            max_changes=settings.reoptimise_max_changes,
         ),
         schema=settings.db_schema,
     ),

@@ -18,16 +18,17 @@ def register(runtime: ServiceRuntime, placement: Placement) -> None:
     async def handle_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         now = datetime.now(UTC)
         volunteers_changed = False
-        for envelope in envelopes:
-            if envelope.topic == VOLUNTEERS.name:
-                await placement.on_volunteer(session, envelope.data, now)
-                volunteers_changed = True
-            elif envelope.topic == CASES.name:
-                await placement.on_case(session, envelope.data, now)
-            elif isinstance(envelope.data, FacilityStatusChanged):
-                await placement.on_facility(session, envelope.data, now)
-        if volunteers_changed:  # once per batch, not per event
-            await placement.store.queue_waiting(session)
+        async with placement.store.queueing_once(session):
+            for envelope in envelopes:
+                if envelope.topic == VOLUNTEERS.name:
+                    await placement.on_volunteer(session, envelope.data, now)
+                    volunteers_changed = True
+                elif envelope.topic == CASES.name:
+                    await placement.on_case(session, envelope.data, now)
+                elif isinstance(envelope.data, FacilityStatusChanged):
+                    await placement.on_facility(session, envelope.data, now)
+            if volunteers_changed:  # once per batch, not per event
+                await placement.store.queue_waiting(session)
 
     runtime.consume(
         VOLUNTEERS.name,

@@ -4,7 +4,8 @@ matching instances running (see ``tables.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +36,10 @@ class CaseHistory:
 
     def attempts(self, role: VolunteerRole) -> int:
         return sum(1 for r, _, _ in self.proposals if r is role)
+
+
+QUEUE_BUFFER = "lastline_matching_queue"
+"""The session's ``info`` key of the cases :meth:`MatchingStore.queueing_once` collects."""
 
 
 class MatchingStore:
@@ -157,6 +162,10 @@ class MatchingStore:
         ``after_s`` seconds have passed: a case skipped because someone else held it)."""
         if not case_ids:
             return
+        batched = session.info.get(QUEUE_BUFFER)
+        if batched is not None and not after_s:
+            batched.update(case_ids)  # the consumer queues its whole batch at the end, in one statement
+            return
         q = self.t.pending
         due = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, after_s) if after_s else func.now()
         queued = (
@@ -169,6 +178,20 @@ class MatchingStore:
             await session.execute(queued)
         else:  # the insert and the NOTIFY in one round trip (a CTE that modifies runs unreferenced)
             await session.execute(select(func.pg_notify(self.pending_channel, "")).add_cte(queued.cte()))
+
+    @contextlib.asynccontextmanager
+    async def queueing_once(self, session: AsyncSession) -> AsyncIterator[None]:
+        """Within the block, :meth:`queue` collects; at its end everything is queued in one sorted
+        statement. Two consumer batches that queued case by case (and then their waiting cases)
+        took the queue's keys in different orders and deadlocked (19 times in one ``make chaos``
+        run, a rolled-back batch of 500 records each)."""
+        buffer: set[UUID] = set()
+        session.info[QUEUE_BUFFER] = buffer
+        try:
+            yield
+        finally:
+            del session.info[QUEUE_BUFFER]
+        await self.queue(session, sorted(buffer))
 
     async def queue_waiting(self, session: AsyncSession, limit: int = 50) -> None:
         """New volunteers or freed capacity: the most urgent open cases without an offer."""
@@ -215,6 +238,13 @@ class MatchingStore:
             .with_for_update(of=c, skip_locked=True)
         )
         return list((await session.execute(query)).mappings())
+
+    async def not_queued(self, session: AsyncSession, case_ids: Sequence[UUID]) -> list[UUID]:
+        """Those of ``case_ids`` not in the decision queue already (queueing them again would only
+        wait on whoever is queueing or claiming them now)."""
+        q = self.t.pending
+        queued = set((await session.execute(select(q.c.case_id).where(q.c.case_id.in_(case_ids)))).scalars())
+        return [case_id for case_id in case_ids if case_id not in queued]
 
     async def known(self, session: AsyncSession, case_ids: set[UUID]) -> set[UUID]:
         """Those of ``case_ids`` matching has a row for (locked by someone or not)."""
