@@ -124,14 +124,15 @@ class Volunteers:
             return "decline"
         return None
 
-    async def run(self, mail: MailCatcher, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set and every chosen proposal has been answered (or given up on)."""
+    async def run(self, mail: MailCatcher, stop: asyncio.Event, paused: asyncio.Event | None = None) -> None:
+        """Until ``stop`` is set and every chosen proposal has been answered (or given up on); while
+        ``paused`` is set, new proposals wait (answers already under way are finished)."""
         retry: deque[tuple[Proposal, str, int]] = deque()
         async with httpx.AsyncClient(timeout=10) as client:
             while True:
                 work: list[tuple[Proposal, str, int]] = list(retry)
                 retry.clear()
-                while mail.proposals:
+                while mail.proposals and not (paused is not None and paused.is_set()):
                     proposal = mail.proposals.popleft()
                     if (answer := self.choice(proposal.message_id)) is not None:
                         work.append((proposal, answer, 0))

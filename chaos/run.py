@@ -96,6 +96,8 @@ class Run:
     options: Options
     infra: ChaosInfra = field(init=False)
     mail: MailCatcher = field(default_factory=MailCatcher)
+    answering_paused: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while the run waits for the system to settle: the volunteers take no new proposals."""
     hooks: WebhookCatcher = field(default_factory=WebhookCatcher)
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     timings: dict[str, float] = field(default_factory=dict)
@@ -206,7 +208,7 @@ class Run:
             )
             tasks.append(asyncio.create_task(fleet.supervise(stop)))
             answering_stop = asyncio.Event()
-            answering = asyncio.create_task(volunteers.run(self.mail, answering_stop))
+            answering = asyncio.create_task(volunteers.run(self.mail, answering_stop, self.answering_paused))
             tasks.append(answering)
             stream_started = time.monotonic()
             publishing = asyncio.create_task(publisher.run(traffic.records()))
@@ -246,7 +248,11 @@ class Run:
         o = self.options
         deadline = time.monotonic() + o.settle_within_s
         bootstrap, dsn = endpoints.kafka_bootstrap, endpoints.asyncpg_dsn
+        # The volunteers pause meanwhile: each answer makes new events (a decline, the next offer),
+        # and a 100,000-event run never went quiet while they kept answering.
+        self.answering_paused.set()
         settled = await settle(bootstrap, dsn, within_s=o.settle_within_s, say=say)
+        self.answering_paused.clear()
         answering_stop.set()
         if settled.done:
             answers_within = max(ANSWERS_WITHIN_S, deadline - time.monotonic())
