@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,21 +15,16 @@ from sqlalchemy import select, update
 from lastline_matching.pools import LivePools
 from lastline_shared.contracts.cases import CaseOpened
 from lastline_shared.contracts.enums import (
-    CaseType,
     ExperienceLevel,
-    PracticeArea,
-    VolunteerRole,
     VolunteerWithdrawalReason,
 )
 from lastline_shared.contracts.matches import MatchProposed
-from lastline_shared.contracts.profiles import PartnerRef
 from lastline_shared.contracts.volunteers import VolunteerRegistered, VolunteerUpdated, VolunteerWithdrawn
+from tests.integration.test_matching_flow import NOW, TODAY, case
+from tests.integration.test_matching_flow import volunteer as one_place_volunteer
 from tests.support.matching import MatchingDb, matching_db
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-
-TODAY = date(2026, 12, 1)
-NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -40,31 +34,8 @@ async def db(infra) -> AsyncIterator[MatchingDb]:  # type: ignore[no-untyped-def
 
 
 def volunteer(**kw: Any) -> VolunteerRegistered:
-    fields: dict[str, Any] = {
-        "volunteer_id": uuid.uuid4(),
-        "name": "Dana Whitfield",
-        "email": f"v{uuid.uuid4().hex[:6]}@example.org",
-        "roles": (VolunteerRole.ATTORNEY,),
-        "languages": ("es", "en"),
-        "experience_level": ExperienceLevel.EXPERIENCED,
-        "practice_areas": (PracticeArea.ASYLUM,),
-        "max_active_cases": 5,
-        "remote": True,
-    }
-    return VolunteerRegistered(**(fields | kw))
-
-
-def case(**kw: Any) -> CaseOpened:
-    fields: dict[str, Any] = {
-        "case_id": uuid.uuid4(),
-        "referrals": (PartnerRef(partner_id="clinic-a", external_id=f"c-{uuid.uuid4().hex[:6]}"),),
-        "facility_code": "STWRTGA",
-        "court_code": "LUM",
-        "case_type": CaseType.ASYLUM,
-        "languages": ("es",),
-        "next_hearing_date": TODAY + timedelta(days=30),
-    }
-    return CaseOpened(**(fields | kw))
+    """``test_matching_flow``'s volunteer, with room for several cases."""
+    return one_place_volunteer(**({"max_active_cases": 5} | kw))
 
 
 async def proposed_to(db: MatchingDb, c: CaseOpened) -> list[uuid.UUID]:
