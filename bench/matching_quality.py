@@ -59,7 +59,7 @@ SIZES = ((1_000, 500), (10_000, 5_000), (50_000, 20_000))
 TODAY = date(2026, 3, 2)
 TOP_K = 24
 RANK_SAMPLE = 200
-"""Cases whose scalar ``rank`` is timed per size."""
+"""Cases whose service decision (shortlist + ``rank``) is timed per size."""
 PASS_BUDGET_S = 90.0
 """The global pass stops proving after the round that passes this (the largest network needs about
 11 rounds and 3 minutes to be proven optimal here; see README.md)."""

@@ -37,7 +37,7 @@ class Chooser:
         return [VolunteerRole.ATTORNEY, *(CaseNeed(need).role for need in facts.get("needs", ()))]
 
     def language_filter(self, facts: Mapping[str, Any], role: VolunteerRole) -> list[str] | None:
-        """Languages a candidate must share with the client for the cheap prefilter; None: any."""
+        """Languages a candidate must share with the client (an escalation's funnel); None: any."""
         if role is VolunteerRole.INTERPRETER:
             return list(facts["languages"])
         if role is VolunteerRole.ATTORNEY and CaseNeed.INTERPRETER.value not in facts.get("needs", ()):

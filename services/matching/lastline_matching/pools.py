@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -105,16 +105,19 @@ class LivePools:
 
     def took(self, volunteer_id: UUID) -> None:
         """A place reserved in the current batch: later decisions in it see the volunteer fuller."""
-        for pool, _ in self._pools.values():
-            index = pool.index.get(volunteer_id)
-            if index is not None:
-                pool.take(index)
+        for pool, index in self._places(volunteer_id):
+            pool.take(index)
 
     def _set_load(self, volunteer_id: UUID, load: int) -> None:
+        for pool, index in self._places(volunteer_id):
+            pool.load[index] = load
+
+    def _places(self, volunteer_id: UUID) -> Iterator[tuple[VolunteerPool, int]]:
+        """The built pools holding the volunteer, with their index in each."""
         for pool, _ in self._pools.values():
             index = pool.index.get(volunteer_id)
             if index is not None:
-                pool.load[index] = load
+                yield pool, index
 
     def _pool(self, role: VolunteerRole) -> tuple[VolunteerPool, np.ndarray[Any, np.dtype[np.float64]]]:
         if self.stale and self._clock() - self._built_at >= self._rebuild_every_s:
